@@ -71,3 +71,8 @@ class FakeClock:
         self._t = target
         for _ in range(5):
             await asyncio.sleep(0)
+
+
+def rfc3339(ts: float) -> str:
+    """Kubernetes timestamp form: UTC, whole seconds, `Z` suffix."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

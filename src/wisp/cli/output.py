@@ -1,0 +1,73 @@
+"""Terminal output: tables, YAML/JSON dumps, ages and condition summaries."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def dump(obj: Any, fmt: str) -> None:
+    """Print an object (or list) as yaml or json, exactly, for piping."""
+    if fmt == "json":
+        print(json.dumps(obj, indent=2))
+    elif fmt == "yaml":
+        print(yaml.safe_dump(obj, sort_keys=False).rstrip())
+    else:
+        raise ValueError(fmt)
+
+
+def age(timestamp: str | None, now: float | None = None) -> str:
+    """`2024-01-01T00:00:00Z` → `5m` / `3h` / `2d`, like kubectl."""
+    if not timestamp:
+        return ""
+    try:
+        then = calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return ""
+    seconds = max(0, int((now or time.time()) - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def condition(obj: dict[str, Any], ctype: str = "Ready") -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return dict(cond)
+    return {}
+
+
+def ready_summary(obj: dict[str, Any]) -> tuple[str, str, str]:
+    """(conditions "ok/total", ready status, reason) as kn prints them."""
+    conds = (obj.get("status") or {}).get("conditions") or []
+    ok = sum(1 for c in conds if c.get("status") == "True")
+    ready = condition(obj)
+    return f"{ok} OK / {len(conds)}", ready.get("status", "Unknown"), ready.get("reason", "")
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*(str(c) if c is not None else "" for c in row))
+    console.print(t)
+
+
+def conditions_table(obj: dict[str, Any]) -> None:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    marks = {"True": "++", "False": "!!", "Unknown": "??"}
+    rows = [(marks.get(c.get("status", ""), "??"), c.get("type", ""), age(c.get("lastTransitionTime")),
+             c.get("reason", ""), c.get("message", "")) for c in conds]
+    table(("OK", "TYPE", "AGE", "REASON", "MESSAGE"), rows)

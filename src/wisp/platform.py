@@ -1,0 +1,113 @@
+"""`wisp serve`: the whole platform in one asyncio process — store, API, controllers, data plane."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from wisp.apiserver.app import create_app
+from wisp.clock import Clock, SystemClock
+from wisp.config import Config
+from wisp.controllers.base import Context
+from wisp.controllers.manager import ControllerManager
+from wisp.controllers.urls import URLMaker
+from wisp.store import Store
+
+log = logging.getLogger("wisp")
+
+
+def split_addr(addr: str, default_port: int) -> tuple[str, int]:
+    """`host:port`, `:port` or `host` → (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return addr or "127.0.0.1", default_port
+    return host or "127.0.0.1", int(port)
+
+
+@dataclass
+class Settings:
+    """Where `wisp serve` keeps state and listens."""
+
+    data_dir: Path
+    api_addr: str = "127.0.0.1:9477"
+    ingress_addr: str = "127.0.0.1:8080"
+    config_path: Path | None = None
+    config: Config = field(default_factory=Config)
+
+    @property
+    def api(self) -> tuple[str, int]:
+        return split_addr(self.api_addr, 9477)
+
+    @property
+    def ingress(self) -> tuple[str, int]:
+        return split_addr(self.ingress_addr, 8080)
+
+
+class Platform:
+    """Starts and stops every component in dependency order."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.data_dir / "state.db", clock=self.clock)
+        self.store.ensure_namespace("default")
+        urls = URLMaker(settings.config.network, settings.ingress[1])
+        self.ctx = Context(self.store, settings.config, self.clock, urls)
+        self.controllers = ControllerManager(self.ctx)
+        self._api_server: uvicorn.Server | None = None
+        self._api_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        host, port = self.settings.api
+        app = create_app(self.store, self.settings.config, server_address=f"{host}:{port}")
+        config = uvicorn.Config(app, host=host, port=port, loop="none", lifespan="off",
+                                log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+        self._api_server = uvicorn.Server(config)
+        self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._api_task = asyncio.create_task(self._api_server.serve())
+        while not self._api_server.started:
+            if self._api_task.done():
+                self._api_task.result()
+                raise OSError(f"the API server could not listen on {host}:{port}")
+            await asyncio.sleep(0.01)
+        self.controllers.start()
+        log.info("wisp API on http://%s:%d", host, port)
+
+    async def stop(self) -> None:
+        await self.controllers.stop()
+        if self._api_server is not None and self._api_task is not None:
+            self._api_server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._api_task, 5)
+        self.store.close()
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then shut down cleanly."""
+    platform = Platform(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await platform.start()
+    try:
+        await stop.wait()
+    finally:
+        await platform.stop()
+
+
+def run(settings: Settings) -> None:
+    """Blocking entry point for `wisp serve`, on uvloop where available."""
+    try:
+        import uvloop
+
+        uvloop.run(serve_forever(settings))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        asyncio.run(serve_forever(settings))
