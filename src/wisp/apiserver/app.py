@@ -86,6 +86,16 @@ def build_routes(api: ResourceAPI, server_address: str) -> list[BaseRoute]:
         p = request.path_params
         return render(request, discovery.resource_list(p.get("group", ""), p.get("version", "v1")))
 
+    async def openapi_index(request: Request) -> Response:
+        return render(request, discovery.openapi_index())
+
+    async def openapi_core(request: Request) -> Response:
+        return render(request, discovery.openapi_document("", request.path_params["version"]))
+
+    async def openapi_group(request: Request) -> Response:
+        p = request.path_params
+        return render(request, discovery.openapi_document(p["group"], p["version"]))
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -93,6 +103,9 @@ def build_routes(api: ResourceAPI, server_address: str) -> list[BaseRoute]:
     return [
         Route("/healthz", healthz), Route("/readyz", healthz), Route("/livez", healthz),
         Route("/version", g(version)),
+        Route("/openapi/v3", g(openapi_index)),
+        Route("/openapi/v3/api/{version}", g(openapi_core)),
+        Route("/openapi/v3/apis/{group}/{version}", g(openapi_group)),
         Route("/api", g(api_root)),
         Route("/api/v1", g(api_resources)),
         Route("/api/v1/namespaces", g(core), methods=_ALL_VERBS),

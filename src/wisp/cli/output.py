@@ -12,7 +12,17 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=True)
+def _width() -> int | None:
+    """Full width on a terminal; a wide fixed width when piped, so tables never wrap mid-cell."""
+    import os
+    import sys
+
+    if sys.stdout.isatty():
+        return None
+    return int(os.environ.get("COLUMNS", "200"))
+
+
+console = Console(highlight=False, soft_wrap=True, width=_width())
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -86,7 +86,8 @@ def _update_status(ctx: Context, updated: Obj, latest: Obj) -> None:
     elif ready == FALSE:
         set_condition(updated, "Ready", FALSE, "RevisionFailed",
                       f'Revision "{name}" failed with message: {message or reason}.', now=now)
-    else:
+    elif (get_condition(updated, "Ready") or {}).get("reason") != "RevisionDeleted":
+        # RevisionDeleted stays until a new revision becomes ready.
         set_condition(updated, "Ready", UNKNOWN, "", "", now=now)
 
 

@@ -1,0 +1,5 @@
+"""`python -m wisp` is the `wisp` command."""
+
+from wisp.cli.main import main
+
+main()

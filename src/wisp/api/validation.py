@@ -1,0 +1,87 @@
+"""The two entry points the API server calls on every write: defaulting, then validation.
+
+Objects stay plain wire-form dicts so that fields wisp does not know about survive untouched.
+Kinds without specific rules (eventing, sources, flows…) get only the shared metadata checks.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from wisp.api import core, serving
+from wisp.api.errors import FieldError
+from wisp.api.fields import Errors, invalid
+from wisp.api.kinds import SERVING, Kind
+from wisp.api.objectmeta import NameRule, validate_metadata
+from wisp.config import Config
+
+__all__ = ["default_object", "validate_object"]
+
+Validator = Callable[[dict[str, Any], "dict[str, Any] | None", Config, Errors], None]
+Defaulter = Callable[[dict[str, Any], Config], None]
+
+# Service, Configuration and Route names become hostnames (`<name>.<ns>.<domain>`) and Revision
+# names become tag targets and labels, so they must be DNS-1035 labels.
+_NAME_RULES: dict[tuple[str, str], NameRule] = {
+    ("", "Namespace"): NameRule.DNS1123_LABEL,
+    (SERVING, "Service"): NameRule.DNS1035_LABEL,
+    (SERVING, "Configuration"): NameRule.DNS1035_LABEL,
+    (SERVING, "Route"): NameRule.DNS1035_LABEL,
+    (SERVING, "Revision"): NameRule.DNS1035_LABEL,
+}
+
+_VALIDATORS: dict[tuple[str, str], Validator] = {
+    ("", "Namespace"): lambda obj, old, _cfg, errs: core.validate_namespace(obj, old, errs),
+    ("", "Secret"): lambda obj, old, _cfg, errs: core.validate_secret(obj, old, errs),
+    ("", "ConfigMap"): lambda obj, old, _cfg, errs: core.validate_config_map(obj, old, errs),
+    (SERVING, "Service"): serving.validate_service,
+    (SERVING, "Configuration"): serving.validate_configuration,
+    (SERVING, "Revision"): serving.validate_revision,
+    (SERVING, "Route"): serving.validate_route,
+    (SERVING, "DomainMapping"): serving.validate_domain_mapping,
+}
+
+_DEFAULTERS: dict[tuple[str, str], Defaulter] = {
+    ("", "Secret"): lambda obj, _cfg: core.default_secret(obj),
+    (SERVING, "Service"): serving.default_service,
+    (SERVING, "Configuration"): serving.default_configuration,
+    (SERVING, "Revision"): serving.default_revision,
+    (SERVING, "Route"): serving.default_route,
+}
+
+# A DomainMapping's name is the domain it claims; generating one makes no sense.
+_NO_GENERATE_NAME = {(SERVING, "DomainMapping")}
+
+
+def default_object(kind: Kind, obj: dict[str, Any], config: Config) -> dict[str, Any]:
+    """A defaulted copy of `obj` (never mutates it). Idempotent; `status` is left alone."""
+    out = copy.deepcopy(obj)
+    defaulter = _DEFAULTERS.get((kind.group, kind.kind))
+    if defaulter is not None and isinstance(out, dict):
+        defaulter(out, config)
+    return out
+
+
+def validate_object(kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None,
+                    config: Config) -> list[FieldError]:
+    """Every problem with `obj` as Knative would report it; empty when valid.
+
+    `old` is the stored object on update (None on create). Call it on the defaulted object.
+    """
+    errs: Errors = []
+    if not isinstance(obj, dict):
+        return [invalid(obj, "", "expected an object")]
+    gk = (kind.group, kind.kind)
+    validate_metadata(obj, _NAME_RULES.get(gk, NameRule.DNS1123_SUBDOMAIN), errs,
+                      allow_generate_name=gk not in _NO_GENERATE_NAME)
+    validator = _VALIDATORS.get(gk)
+    if validator is not None:
+        validator(obj, old if isinstance(old, dict) else None, config, errs)
+    return _dedupe(errs)
+
+
+def _dedupe(errs: Errors) -> list[FieldError]:
+    """Drop exact repeats (a bad value can be reached by two checks) while keeping order."""
+    return list(dict.fromkeys(errs))
