@@ -11,13 +11,25 @@ from pathlib import Path
 
 import uvicorn
 
+from starlette.routing import Mount
+
 from wisp.apiserver.app import create_app
+from wisp.apiserver.logs import log_routes
+from wisp.build import ImageStore
+from wisp.build.registry import Registry
 from wisp.clock import Clock, SystemClock
 from wisp.config import Config
-from wisp.controllers.base import Context
+from wisp.controllers.base import REVISION, ROUTE, SERVICE, Context
+from wisp.controllers.ingress import DOMAIN_MAPPING, IngressProgrammer, reconcile_domain_mapping
+from wisp.controllers.instances import RevisionRuntime
 from wisp.controllers.manager import ControllerManager
 from wisp.controllers.urls import URLMaker
+from wisp.dataplane.server import IngressServer
+from wisp.dataplane.settings import RouterConfig
+from wisp.dataplane.table import RoutingTable
+from wisp.runtime import create_backend
 from wisp.store import Store
+from wisp.store.watch import WatchEvent
 
 log = logging.getLogger("wisp")
 
@@ -61,12 +73,48 @@ class Platform:
         urls = URLMaker(settings.config.network, settings.ingress[1])
         self.ctx = Context(self.store, settings.config, self.clock, urls)
         self.controllers = ControllerManager(self.ctx)
+        self.table = RoutingTable(self.clock)
+        self.ingress = IngressServer(self.table, RouterConfig.from_config(settings.config))
+        self.images = ImageStore(settings.data_dir / "images")
+        self.registry = Registry(self.images, clock=self.clock)
+        self.backend = create_backend(settings.config.runtime.default, settings.data_dir, self.clock)
+        self.programmer = IngressProgrammer(self.ctx, self.table)
+        self.revisions = RevisionRuntime(self.ctx, self.table, self.backend, self.images,
+                                         lambda key: self.controllers.enqueue(REVISION, key))
+        self._wire_serving()
         self._api_server: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
 
+    def _wire_serving(self) -> None:
+        hooks = self.ctx.hooks
+        hooks["ensure_revision"] = self.revisions.ensure
+        hooks["revision_deleted"] = self.revisions.forget
+        hooks["program_route"] = self.programmer.program
+        hooks["unprogram_route"] = self.programmer.unprogram
+
+        async def domain_mapping(key: tuple[str, str]) -> None:
+            await reconcile_domain_mapping(self.ctx, self.programmer, key)
+
+        def related(event: WatchEvent) -> list[tuple[str, str]]:
+            if event.kind == DOMAIN_MAPPING.key and event.type == "DELETED":
+                return [(m["metadata"]["namespace"], m["metadata"]["name"])
+                        for m in self.store.list(DOMAIN_MAPPING) if m["metadata"]["name"] == event.name]
+            if event.kind in (ROUTE.key, SERVICE.key):
+                return [(event.namespace, m["metadata"]["name"])
+                        for m in self.store.list(DOMAIN_MAPPING, event.namespace)]
+            return []
+
+        self.controllers.add_kind(DOMAIN_MAPPING, domain_mapping, related)
+
     async def start(self) -> None:
+        stale = await self.backend.cleanup_stale()
+        if stale:
+            log.info("stopped %d instance(s) left by a previous wisp", stale)
+        ihost, iport = self.settings.ingress
+        await self.ingress.start(ihost, iport)
         host, port = self.settings.api
-        app = create_app(self.store, self.settings.config, server_address=f"{host}:{port}")
+        extra = [*log_routes(self.store, self.settings.data_dir), Mount("/v2", routes=self.registry.routes)]
+        app = create_app(self.store, self.settings.config, server_address=f"{host}:{port}", extra_routes=extra)
         config = uvicorn.Config(app, host=host, port=port, loop="none", lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=2)
         self._api_server = uvicorn.Server(config)
@@ -82,10 +130,15 @@ class Platform:
 
     async def stop(self) -> None:
         await self.controllers.stop()
+        await self.ingress.stop(drain_timeout=5)
+        await self.revisions.close()
+        await self.backend.close(self.settings.config.deployment.termination_grace_period)
         if self._api_server is not None and self._api_task is not None:
             self._api_server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._api_task, 5)
+        self.registry.close()
+        self.table.close()
         self.store.close()
 
 

@@ -116,6 +116,17 @@ class Client:
         out: dict[str, Any] = self.request("DELETE", resource_path(kind, namespace, name))
         return out
 
+    def stream_text(self, path: str, params: dict[str, str]) -> Iterator[str]:
+        """Yield text chunks of a streamed GET (logs) as they arrive."""
+        try:
+            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(10.0, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _status_error(resp)
+                yield from resp.iter_text()
+        except httpx.ConnectError:
+            raise CLIError(f"cannot reach the wisp API at {self.base}: is `wisp serve` running?") from None
+
     def watch(self, kind: Kind, namespace: str, name: str | None = None,
               timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield watch events for a kind (optionally one object) until `timeout` passes."""

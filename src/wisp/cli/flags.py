@@ -32,6 +32,7 @@ class ServiceFlags:
     tags: list[str] = field(default_factory=list)
     untag: list[str] = field(default_factory=list)
     working_dir: str | None = None
+    clear_command: bool = False  # the image (from --source) carries the command now
 
 
 def _kv(items: list[str], what: str) -> tuple[dict[str, str], set[str]]:
@@ -114,6 +115,9 @@ def apply_flags(svc: Obj, flags: ServiceFlags, *, service_name: str) -> Obj:
     tspec = template["spec"]
     if flags.image is not None:
         container["image"] = flags.image
+    if flags.clear_command:
+        for key in ("command", "args", "workingDir"):
+            container.pop(key, None)
     if flags.command is not None:
         container["command"] = flags.command
     if flags.args is not None:

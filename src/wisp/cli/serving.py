@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +14,7 @@ from wisp.api import kinds
 from wisp.cli import output
 from wisp.cli.client import CLIError, Client
 from wisp.cli.flags import ServiceFlags, apply_flags
+from wisp.controllers.instancespec import LOCAL_REGISTRY
 from wisp.cli.state import STATE
 
 SERVICE = kinds.lookup("ksvc")
@@ -100,6 +104,29 @@ ArgOpt = Annotated[Multi, typer.Option("--arg", help="Argument (repeatable).")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the service is ready.")]
 WaitTimeoutOpt = Annotated[float, typer.Option("--wait-timeout", help="Seconds to wait for readiness.")]
 WorkdirOpt = Annotated[str | None, typer.Option("--workdir", help="Working directory of the app.")]
+SourceOpt = Annotated[Path | None, typer.Option("--source", help="Folder to snapshot and run (with the command "
+                                                   "after `--`).")]
+
+
+def _source_image(client: Client, ns: str, name: str, source: Path, flags: ServiceFlags) -> None:
+    """Pack `source` into an image (command in its config), push it to wisp, and point the flags at it."""
+    from wisp.build import BuildError, ImageStore, pack_directory, push_image
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wisp" / "images"
+    try:
+        store = ImageStore(cache)
+        ref = pack_directory(store, source, name=f"{ns}/{name}", tag="latest", command=flags.command,
+                             args=flags.args, working_dir=flags.working_dir)
+        tag = "src-" + ref.digest.split(":", 1)[1][:12]
+        store.tag(f"{ns}/{name}:{tag}", ref.digest)
+        push_image(store, f"{ns}/{name}:{tag}", client.base)
+    except BuildError as exc:
+        raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"cannot pack {source}: {exc}") from None
+    flags.image = f"{LOCAL_REGISTRY}/{ns}/{name}:{tag}"
+    flags.command = flags.args = flags.working_dir = None
+    flags.clear_command = True
 
 
 @service_app.command("create", context_settings=_CTX)
@@ -108,7 +135,7 @@ def service_create(ctx: typer.Context, name: str, image: ImageOpt = None, env: E
                    scale_min: MinOpt = None, scale_max: MaxOpt = None, annotation: AnnOpt = None,
                    label: LabelOpt = None, revision_name: RevNameOpt = None, traffic: TrafficOpt = None,
                    tag: TagOpt = None, untag: UntagOpt = None, cmd: CmdOpt = None, arg: ArgOpt = None,
-                   workdir: WorkdirOpt = None,
+                   workdir: WorkdirOpt = None, source: SourceOpt = None,
                    force: Annotated[bool, typer.Option("--force", help="Replace the service if it exists.")] =
                    False,
                    namespace: NamespaceOpt = "default", wait: WaitOpt = True,
@@ -119,6 +146,9 @@ def service_create(ctx: typer.Context, name: str, image: ImageOpt = None, env: E
     if not flags.image and not flags.command:
         raise CLIError("say what to run: --image IMAGE, or a command after `--`")
     client = Client(STATE.api)
+    if source is not None:
+        client.get(kinds.lookup("namespaces"), "", namespace)
+        _source_image(client, namespace, name, source, flags)
     base = {"apiVersion": SERVICE.api_version, "kind": SERVICE.kind,
             "metadata": {"name": name, "namespace": namespace}, "spec": {"template": {"spec": {}}}}
     svc = apply_flags(base, flags, service_name=name)
@@ -140,12 +170,16 @@ def service_update(ctx: typer.Context, name: str, image: ImageOpt = None, env: E
                    scale_min: MinOpt = None, scale_max: MaxOpt = None, annotation: AnnOpt = None,
                    label: LabelOpt = None, revision_name: RevNameOpt = None, traffic: TrafficOpt = None,
                    tag: TagOpt = None, untag: UntagOpt = None, cmd: CmdOpt = None, arg: ArgOpt = None,
-                   workdir: WorkdirOpt = None, namespace: NamespaceOpt = "default", wait: WaitOpt = True,
-                   wait_timeout: WaitTimeoutOpt = 600.0) -> None:
+                   workdir: WorkdirOpt = None, source: SourceOpt = None, namespace: NamespaceOpt = "default",
+                   wait: WaitOpt = True, wait_timeout: WaitTimeoutOpt = 600.0) -> None:
     """Update a service; every change to the template makes a new revision."""
     flags = _flags(image, env, env_from, port, concurrency_limit, scale_min, scale_max, annotation, label,
                    revision_name, traffic, tag, untag, cmd, arg, list(ctx.args), workdir)
     client = Client(STATE.api)
+    if source is not None:
+        if flags.command is None:
+            raise CLIError("--source needs the command to run after `--`, e.g. -- python app.py")
+        _source_image(client, namespace, name, source, flags)
     for attempt in range(5):
         current = client.get(SERVICE, namespace, name)
         svc = apply_flags(current, flags, service_name=name)
@@ -256,7 +290,7 @@ def revision_describe(name: str, namespace: NamespaceOpt = "default",
         f"Name:         {name}\nNamespace:    {namespace}\nAge:          "
         f"{output.age(rev['metadata'].get('creationTimestamp'))}\n"
         f"Image:        {container.get('image', '')} {digest}\n"
-        f"Command:      {' '.join(container.get('command') or [] + container.get('args') or [])}\n"
+        f"Command:      {' '.join([*(container.get('command') or []), *(container.get('args') or [])])}\n"
         f"Replicas:     {st.get('actualReplicas', 0)}/{st.get('desiredReplicas', 0)}\n"
         f"Concurrency:  {(rev.get('spec') or {}).get('containerConcurrency', 0)}")
     output.console.print("\nConditions:")
@@ -295,3 +329,63 @@ def route_describe(name: str, namespace: NamespaceOpt = "default",
                   for t in st.get("traffic") or []])
     output.console.print("\nConditions:")
     output.conditions_table(route)
+
+
+@service_app.command("logs")
+def service_logs(name: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+                 revision: Annotated[str | None, typer.Option("--revision", "-r")] = None,
+                 tail_lines: Annotated[int, typer.Option("--tail")] = 100,
+                 namespace: NamespaceOpt = "default") -> None:
+    """Print (and with -f, follow) the logs of a service's instances."""
+    client = Client(STATE.api)
+    if revision is None:
+        svc = client.get(SERVICE, namespace, name)
+        revision = (svc.get("status") or {}).get("latestCreatedRevisionName")
+        if not revision:
+            raise CLIError(f"service '{name}' has no revision yet")
+    path = f"/apis/serving.knative.dev/v1/namespaces/{namespace}/revisions/{revision}/log"
+    params = {"tailLines": str(tail_lines), "follow": "true" if follow else "false"}
+    try:
+        for chunk in client.stream_text(path, params):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return
+
+
+@service_app.command("invoke")
+def service_invoke(name: str, tag: Annotated[str | None, typer.Option("--tag")] = None,
+                   path: Annotated[str, typer.Option("--path")] = "/",
+                   data: Annotated[str | None, typer.Option("--data", "-d", help="Request body (POST).")] = None,
+                   header: Annotated[Multi, typer.Option("--header", "-H", help="NAME:VALUE")] = None,
+                   namespace: NamespaceOpt = "default",
+                   timeout: Annotated[float, typer.Option("--timeout")] = 60.0) -> None:
+    """Call a service through the ingress (sets the Host header for you) and print the response body."""
+    import httpx
+
+    client = Client(STATE.api)
+    svc = client.get(SERVICE, namespace, name)
+    status = svc.get("status") or {}
+    url = status.get("url", "")
+    if tag:
+        url = next((t.get("url", "") for t in status.get("traffic") or [] if t.get("tag") == tag), "")
+        if not url:
+            raise CLIError(f"service '{name}' has no tag '{tag}'")
+    if not url:
+        raise CLIError(f"service '{name}' has no URL yet: is it ready? (wisp service describe {name})")
+    target = httpx.URL(url)
+    headers = {"Host": target.host}
+    for item in header or []:
+        key, sep, value = item.partition(":")
+        if not sep:
+            raise CLIError(f"--header must be NAME:VALUE, not {item!r}")
+        headers[key.strip()] = value.strip()
+    connect = target.copy_with(host="127.0.0.1", path=path)
+    try:
+        resp = httpx.request("POST" if data is not None else "GET", str(connect), headers=headers,
+                             content=data, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise CLIError(f"calling {url} failed: {exc}") from None
+    sys.stdout.write(resp.text)
+    if resp.status_code >= 400:
+        raise CLIError(f"{url}{path} answered {resp.status_code}")

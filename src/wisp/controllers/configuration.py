@@ -10,8 +10,17 @@ import copy
 import hashlib
 
 from wisp.api.meta import FALSE, TRUE, UNKNOWN, get_condition, owner_reference, set_condition
-from wisp.controllers.base import CONFIGURATION, REVISION, Context, Key, Obj, is_owned_by, working_copy, \
-    write_status
+from wisp.controllers.base import (
+    CONFIGURATION,
+    REVISION,
+    Context,
+    Key,
+    Obj,
+    is_owned_by,
+    working_copy,
+    write_status,
+)
+from wisp.controllers.gc import collectable
 
 CONFIG_LABEL = "serving.knative.dev/configuration"
 CONFIG_GEN_LABEL = "serving.knative.dev/configurationGeneration"
@@ -30,7 +39,7 @@ def revision_name(cfg: Obj) -> str:
         return str(template_name)
     name = f'{cfg["metadata"]["name"]}-{int(cfg["metadata"].get("generation", 1)):05d}'
     if len(name) > 63:
-        digest = hashlib.md5(name.encode()).hexdigest()  # noqa: S324 - a name, not security
+        digest = hashlib.md5(name.encode()).hexdigest()
         name = name[: 63 - 33] + "-" + digest
     return name
 
@@ -111,3 +120,15 @@ async def reconcile_configuration(ctx: Context, key: Key) -> None:
     _update_status(ctx, updated, rev)
     updated["status"]["observedGeneration"] = cfg["metadata"].get("generation", 1)
     write_status(ctx, CONFIGURATION, cfg, updated)
+    _collect_garbage(ctx, updated)
+
+
+def _collect_garbage(ctx: Context, cfg: Obj) -> None:
+    """Delete revisions config-gc says may go (never the latest created or latest ready one)."""
+    status = cfg.get("status") or {}
+    ns, name = cfg["metadata"]["namespace"], cfg["metadata"]["name"]
+    revisions = [r for r in ctx.store.list(REVISION, ns)
+                 if (r["metadata"].get("labels") or {}).get(CONFIG_LABEL) == name
+                 and r["metadata"]["name"] != status.get("latestCreatedRevisionName")]
+    for rev_name in collectable(revisions, status.get("latestReadyRevisionName", ""), ctx.config.gc, ctx.now()):
+        ctx.store.delete(REVISION, ns, rev_name)

@@ -45,6 +45,7 @@ class ControllerManager:
         self.index = RouteIndex()
         self.queues: dict[str, WorkQueue] = {}
         self.extra: list[Callable[[WatchEvent], None]] = []
+        self._extra_kinds: list[Kind] = []
         for kind, reconciler in ((SERVICE, reconcile_service), (CONFIGURATION, reconcile_configuration),
                                  (ROUTE, reconcile_route), (REVISION, reconcile_revision)):
             self.queues[kind.key] = WorkQueue(kind.kind, self._runner(reconciler), ctx.clock, workers)
@@ -58,6 +59,25 @@ class ControllerManager:
 
     def enqueue(self, kind: Kind, key: Key) -> None:
         self.queues[kind.key].add(key)
+
+    def add_kind(self, kind: Kind, handler: Callable[[Key], Awaitable[None]],
+                 watch: Callable[[WatchEvent], list[Key]] | None = None) -> None:
+        """Reconcile another kind with `handler`; `watch` maps any change to keys of that kind."""
+
+        async def run(key: Hashable) -> None:
+            assert isinstance(key, tuple)
+            await handler(key)
+
+        self.queues[kind.key] = WorkQueue(kind.kind, run, self.ctx.clock, 2)
+        self._extra_kinds.append(kind)
+
+        def listen(event: WatchEvent) -> None:
+            if event.kind == kind.key:
+                self.enqueue(kind, (event.namespace, event.name))
+            for key in watch(event) if watch else []:
+                self.enqueue(kind, key)
+
+        self.extra.append(listen)
 
     def _on_change(self, event: WatchEvent) -> None:
         obj, ns = event.object, event.namespace
@@ -99,7 +119,7 @@ class ControllerManager:
                               traffic.referenced_names(route))
         for queue in self.queues.values():
             queue.start()
-        for kind in (SERVICE, CONFIGURATION, ROUTE, REVISION):
+        for kind in (SERVICE, CONFIGURATION, ROUTE, REVISION, *self._extra_kinds):
             for obj in self.ctx.store.list(kind):
                 self.enqueue(kind, (obj["metadata"]["namespace"], obj["metadata"]["name"]))
 

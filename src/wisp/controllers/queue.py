@@ -18,7 +18,7 @@ from wisp.clock import Clock
 log = logging.getLogger("wisp.controllers")
 
 
-class RequeueAfter(Exception):  # noqa: N818 - it is a control-flow signal, not an error
+class RequeueAfter(Exception):
     """Raised by a reconciler that wants to look at the key again after `delay` seconds."""
 
     def __init__(self, delay: float) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from wisp.api.meta import TRUE, ConditionSet, set_condition
 from wisp.clock import rfc3339
 from wisp.controllers import traffic
-from wisp.controllers.base import CONFIGURATION, REVISION, ROUTE, Context, Key, Obj, working_copy, write_status
+from wisp.controllers.base import (
+    CONFIGURATION,
+    REVISION,
+    ROUTE,
+    Context,
+    Key,
+    Obj,
+    working_copy,
+    write_status,
+)
 
 ROUTE_CONDITIONS = ConditionSet("Ready", ["AllTrafficAssigned", "IngressReady", "CertificateProvisioned"])
 ROUTING_STATE = "serving.knative.dev/routingState"
@@ -78,12 +87,13 @@ async def reconcile_route(ctx: Context, key: Key) -> None:
     status["url"] = url
     status["address"] = {"url": url}
     if resolution.ok:
-        _mark_revisions(ctx, route, resolution.targets)
-        status["traffic"] = traffic.status_traffic(resolution.targets, name, ns, ctx.urls)
-        set_condition(updated, "AllTrafficAssigned", TRUE, now=now)
         program = ctx.hooks.get("program_route")
         if program:
             await program(route, resolution.targets)
+        # Only after the ingress points at the new targets may old revisions drain and stop.
+        _mark_revisions(ctx, route, resolution.targets)
+        status["traffic"] = traffic.status_traffic(resolution.targets, name, ns, ctx.urls)
+        set_condition(updated, "AllTrafficAssigned", TRUE, now=now)
         set_condition(updated, "IngressReady", TRUE, now=now)
     else:
         # Leave status.traffic (and the programmed ingress) as they were: old targets keep serving.

@@ -1,0 +1,59 @@
+"""Revision garbage collection, as Knative's config-gc (pure): which revisions may go."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from typing import Any
+
+from wisp.config import GCConfig
+
+Obj = dict[str, Any]
+NO_GC = "serving.knative.dev/no-gc"
+ROUTING_STATE = "serving.knative.dev/routingState"
+ROUTING_STATE_MODIFIED = "serving.knative.dev/routingStateModified"
+DISABLED = -1
+
+
+def _ts(text: str | None) -> float:
+    try:
+        return float(calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return 0.0
+
+
+def last_active(rev: Obj) -> float:
+    """When the revision last stopped being routed to (or was created, if it never was)."""
+    meta = rev["metadata"]
+    modified = (meta.get("annotations") or {}).get(ROUTING_STATE_MODIFIED)
+    return _ts(modified) or _ts(meta.get("creationTimestamp"))
+
+
+def is_active(rev: Obj, latest_ready: str) -> bool:
+    meta = rev["metadata"]
+    return (meta["name"] == latest_ready or (meta.get("annotations") or {}).get(NO_GC) == "true"
+            or (meta.get("labels") or {}).get(ROUTING_STATE, "reserve") != "reserve")
+
+
+def is_stale(rev: Obj, cfg: GCConfig, now: float) -> bool:
+    create_limit, active_limit = cfg.retain_since_create_time, cfg.retain_since_last_active_time
+    if create_limit == DISABLED and active_limit == DISABLED:
+        return False
+    if create_limit != DISABLED and now - _ts(rev["metadata"].get("creationTimestamp")) <= create_limit:
+        return False
+    return not (active_limit != DISABLED and now - last_active(rev) <= active_limit)
+
+
+def collectable(revisions: list[Obj], latest_ready: str, cfg: GCConfig, now: float) -> list[str]:
+    """Names of revisions to delete: stale ones beyond the newest `min`, and any beyond `max`."""
+    keep_min, keep_max = cfg.min_non_active_revisions, cfg.max_non_active_revisions
+    candidates = [r for r in revisions if not is_active(r, latest_ready)]
+    if len(candidates) <= keep_min:
+        return []
+    candidates.sort(key=last_active, reverse=True)  # newest first; the oldest go first
+    remaining, doomed = len(candidates), []
+    for rev in reversed(candidates[keep_min:]):
+        if is_stale(rev, cfg, now) or (keep_max != DISABLED and remaining > keep_max):
+            doomed.append(rev["metadata"]["name"])
+            remaining -= 1
+    return doomed

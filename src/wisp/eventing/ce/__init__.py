@@ -1,0 +1,1 @@
+"""CloudEvents 1.0 codec internals; import the public API from ``wisp.eventing.cloudevents``."""
