@@ -27,6 +27,7 @@ from wisp.controllers.urls import URLMaker
 from wisp.dataplane.server import IngressServer
 from wisp.dataplane.settings import RouterConfig
 from wisp.dataplane.table import RoutingTable
+from wisp.eventing.system import EventingSystem
 from wisp.runtime import create_backend
 from wisp.store import Store
 from wisp.store.watch import WatchEvent
@@ -79,6 +80,8 @@ class Platform:
         self.registry = Registry(self.images, clock=self.clock)
         self.backend = create_backend(settings.config.runtime.default, settings.data_dir, self.clock)
         self.programmer = IngressProgrammer(self.ctx, self.table)
+        self.eventing = EventingSystem(self.ctx, self.table, settings.data_dir, self.clock,
+                                       ingress=settings.ingress)
         self.revisions = RevisionRuntime(self.ctx, self.table, self.backend, self.images,
                                          lambda key: self.controllers.enqueue(REVISION, key))
         self._wire_serving()
@@ -112,6 +115,7 @@ class Platform:
             log.info("stopped %d instance(s) left by a previous wisp", stale)
         ihost, iport = self.settings.ingress
         await self.ingress.start(ihost, iport)
+        await self.eventing.start()
         host, port = self.settings.api
         extra = [*log_routes(self.store, self.settings.data_dir), Mount("/v2", routes=self.registry.routes)]
         app = create_app(self.store, self.settings.config, server_address=f"{host}:{port}", extra_routes=extra)
@@ -131,8 +135,10 @@ class Platform:
     async def stop(self) -> None:
         await self.controllers.stop()
         await self.ingress.stop(drain_timeout=5)
+        await self.eventing.stop()
         await self.revisions.close()
         await self.backend.close(self.settings.config.deployment.termination_grace_period)
+        self.store.hub.close_all()  # end watch streams so the API server can stop at once
         if self._api_server is not None and self._api_task is not None:
             self._api_server.should_exit = True
             with contextlib.suppress(Exception):

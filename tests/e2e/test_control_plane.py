@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import httpx
@@ -106,7 +107,8 @@ def test_cli_errors_are_one_line(wisp_server: WispServer, tmp_path) -> None:  # 
         lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
         assert lines and lines[0].startswith("Error:"), (args, result.stderr)
         assert "Traceback" not in result.stderr
-    unreachable = subprocess.run(["wisp", "--api", "127.0.0.1:1", "get", "ksvc"], capture_output=True, text=True)
+    unreachable = subprocess.run([sys.executable, "-m", "wisp", "--api", "127.0.0.1:1", "get", "ksvc"],
+                                 capture_output=True, text=True)
     assert unreachable.returncode != 0 and "cannot reach the wisp API" in unreachable.stderr
 
 
