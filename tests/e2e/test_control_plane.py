@@ -137,14 +137,14 @@ def test_restart_keeps_state_and_resumes_reconciling(wisp_server: WispServer) ->
 
 
 def test_raw_http_watch_sees_reconciled_children(wisp_server: WispServer) -> None:
-    with httpx.Client(base_url=wisp_server.api, timeout=10) as http:
-        with http.stream("GET", "/apis/serving.knative.dev/v1/namespaces/default/configurations",
-                         params={"watch": "true"}) as stream:
-            http.post("/apis/serving.knative.dev/v1/namespaces/default/services",
-                      json={"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "w"},
-                            "spec": {"template": {"spec": {"containers": [{"image": "i"}]}}}})
-            first = json.loads(next(stream.iter_lines()))
-            assert first["type"] == "ADDED" and first["object"]["metadata"]["name"] == "w"
+    with httpx.Client(base_url=wisp_server.api, timeout=10) as http, \
+            http.stream("GET", "/apis/serving.knative.dev/v1/namespaces/default/configurations",
+                        params={"watch": "true"}) as stream:
+        http.post("/apis/serving.knative.dev/v1/namespaces/default/services",
+                  json={"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "w"},
+                        "spec": {"template": {"spec": {"containers": [{"image": "i"}]}}}})
+        first = json.loads(next(stream.iter_lines()))
+        assert first["type"] == "ADDED" and first["object"]["metadata"]["name"] == "w"
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")

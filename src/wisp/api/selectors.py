@@ -29,7 +29,9 @@ class Selector:
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside a `( … )` value set."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -71,4 +73,8 @@ def parse_selector(text: str | None) -> Selector:
 def from_match_labels(match_labels: Mapping[str, str] | None) -> Selector:
     """The selector `{key: value, …}` means (used by sources and bindings)."""
     items = dict(match_labels or {})
-    return Selector(tuple((lambda labels, k=k, v=v: labels.get(k) == v) for k, v in items.items()))
+
+    def equals(key: str, value: str) -> Requirement:
+        return lambda labels: labels.get(key) == value
+
+    return Selector(tuple(equals(k, v) for k, v in items.items()))

@@ -10,10 +10,10 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from wisp.api import core, serving
+from wisp.api import core, eventing, serving
 from wisp.api.errors import FieldError
 from wisp.api.fields import Errors, invalid
-from wisp.api.kinds import SERVING, Kind
+from wisp.api.kinds import EVENTING, SERVING, Kind
 from wisp.api.objectmeta import NameRule, validate_metadata
 from wisp.config import Config
 
@@ -41,6 +41,8 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     (SERVING, "Revision"): serving.validate_revision,
     (SERVING, "Route"): serving.validate_route,
     (SERVING, "DomainMapping"): serving.validate_domain_mapping,
+    (EVENTING, "Broker"): eventing.validate_broker,
+    (EVENTING, "Trigger"): eventing.validate_trigger,
 }
 
 _DEFAULTERS: dict[tuple[str, str], Defaulter] = {
@@ -49,6 +51,8 @@ _DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     (SERVING, "Configuration"): serving.default_configuration,
     (SERVING, "Revision"): serving.default_revision,
     (SERVING, "Route"): serving.default_route,
+    (EVENTING, "Broker"): eventing.default_broker,
+    (EVENTING, "Trigger"): eventing.default_trigger,
 }
 
 # A DomainMapping's name is the domain it claims; generating one makes no sense.

@@ -132,7 +132,7 @@ class ResourceAPI:
         raw = await bodies.read_body(request, self.config.api.max_body_bytes)
         current = self._get(t)
         patched = bodies.apply_patch(current, raw, bodies.media_type(request))
-        meta = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
+        meta: dict[str, Any] = patched["metadata"] if isinstance(patched.get("metadata"), dict) else {}
         if meta.get("resourceVersion") == current["metadata"].get("resourceVersion"):
             # A patch that did not name a resourceVersion applies to whatever is current.
             meta.pop("resourceVersion", None)

@@ -54,7 +54,7 @@ class Autoscaler:
         self.stat_interval = stat_interval
         self.revisions: dict[str, RevisionScaling] = {}
         self._task: asyncio.Task[None] | None = None
-        self._pokes: set[asyncio.Task[None]] = set()
+        self._pokes: set[asyncio.Task[ScaleResult | None]] = set()
 
     # ---- registration ------------------------------------------------------------------------
 

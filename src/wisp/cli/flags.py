@@ -188,19 +188,19 @@ def compute_traffic(existing: list[Obj], flags: ServiceFlags) -> list[Obj]:
         else:
             match["tag"] = tag
     if flags.traffic:
-        wanted: list[tuple[Obj, int]] = []
+        wanted: list[tuple[str, int]] = []
         for item in flags.traffic:
             ref, sep, pct = item.rpartition("=")
             if not sep or not ref or not pct.rstrip("%").isdigit():
                 raise CLIError(f"--traffic must be REVISION=PERCENT, TAG=PERCENT or @latest=PERCENT, not {item!r}")
-            wanted.append((ref, int(pct.rstrip("%"))))  # type: ignore[arg-type]
+            wanted.append((ref, int(pct.rstrip("%"))))
         new: list[Obj] = []
-        for ref, pct in wanted:
-            tagged = next((t for t in targets if t.get("tag") == ref), None)
+        for name, percent in wanted:
+            tagged = next((t for t in targets if t.get("tag") == name), None)
             if tagged is not None:
-                new.append({**tagged, "percent": pct})
+                new.append({**tagged, "percent": percent})
             else:
-                new.append({**_target_for(str(ref), targets), "percent": pct})
+                new.append({**_target_for(name, targets), "percent": percent})
         for t in targets:  # tagged targets not mentioned keep their tag at 0 %
             if t.get("tag") and not any(n.get("tag") == t["tag"] for n in new):
                 new.append({**t, "percent": 0})

@@ -14,7 +14,7 @@ import yaml
 
 from wisp.api import kinds
 from wisp.cli import output
-from wisp.cli.client import CLIError, Client, kind_of
+from wisp.cli.client import Client, CLIError, kind_of
 from wisp.cli.state import STATE
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -260,9 +260,12 @@ def configmap_create(name: str, from_literal: LiteralOpt = None, from_file: File
 
 
 def _register_subcommands() -> None:
-    from wisp.cli import serving
+    from wisp.cli import eventing, serving
 
     serving.register(app)
+    eventing.register(app)
+    from wisp.cli import functions
+    functions.register(app)
 
 
 _register_subcommands()

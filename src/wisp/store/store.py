@@ -8,6 +8,7 @@ to a worker thread, and it makes read-modify-write sequences atomic with respect
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import secrets
@@ -145,7 +146,7 @@ class Store:
             out = [o for o in out if selector.matches(o.get("metadata", {}).get("labels"))]
         return out
 
-    def owned_by(self, uid: str) -> list[tuple[Kind, str, str]]:
+    def owned_by(self, uid: str) -> builtins.list[tuple[Kind, str, str]]:
         """(kind, namespace, name) of every object naming `uid` in its ownerReferences."""
         rows = self._db.execute("SELECT kind, namespace, name FROM owners WHERE owner_uid=?", (uid,))
         by_key = {k.key: k for k in kinds.ALL}

@@ -1,0 +1,369 @@
+"""Per-Trigger dispatch: read the broker log from the Trigger's own cursor, filter, deliver.
+
+Each Trigger is an independent consumer of its Broker's stream (spec §3.2: every Trigger sees
+every event exactly once for filtering; one delivery per matching Trigger). One asyncio task per
+Trigger reads due records, acks the ones its filter rejects in bulk, and runs one delivery task
+per matching record, at most `max_in_flight` at a time (ordered mode: one, in log order, and a
+failing event blocks the ones behind it until it is delivered or dead-lettered).
+
+A delivery (spec §2.9-2.10):
+
+1. POST the event to the subscriber (binary mode unless `delivery.format: json`) with
+   `Prefer: reply`; `knativebrokerttl` is removed on the way out and re-attached to any reply.
+2. 2xx is success. A 200 whose body is a CloudEvent is a *reply*: it is published back into the
+   same broker (in-process, same stamping and durability as HTTP ingress) before the original is
+   acked; if the broker cannot store it the whole delivery fails and is retried. A reply whose TTL
+   is exhausted is dropped (the loop guard) and the delivery counts as done. A 200 with a body
+   that is not a CloudEvent is plain success — unlike Knative's broker filter, which answers 502
+   and so makes the sender retry and duplicate.
+3. A retryable failure (transport error, 5xx, 404, 408, 409, 429) is *nacked* with
+   `retry_at = now + backoff(n)` so the attempt count survives restarts; retries exhausted (or a
+   non-retryable status) sends the original event, with `knativeerrordest`, `knativeerrorcode`
+   and `knativeerrordata`, to the dead-letter sink (with the same retry policy, in-task), then
+   acks. Without a sink the event is dropped and acked.
+
+A crash between delivery and ack redelivers the event: at-least-once, as the log promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wisp.clock import Clock
+from wisp.eventing.broker import TTL_EXTENSION, IngressRejected
+from wisp.eventing.cloudevents import (
+    CloudEvent,
+    CloudEventError,
+    NotACloudEventError,
+    from_http,
+    from_json,
+    to_binary,
+    to_structured,
+)
+from wisp.eventing.delivery import DeliveryPolicy, on_failure, with_dead_letter_extensions
+from wisp.eventing.filters import Matcher
+from wisp.eventing.log import EventLog, EventLogError, Record
+from wisp.eventing.metrics import EventingMetrics
+
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "Outcome",
+    "ReplyPublisher",
+    "Response",
+    "Sender",
+    "TriggerDispatcher",
+    "TriggerSpec",
+    "classify",
+    "encode_for_subscriber",
+]
+
+log = logging.getLogger("wisp.eventing.dispatch")
+
+DEFAULT_MAX_IN_FLIGHT = 100
+DEFAULT_TIMEOUT = 60.0
+LEASE = 3600.0
+"""Records stay leased while their delivery task owns them; leases are memory-only, so a restart
+makes every unacked record due again regardless of this value."""
+POLL = 1.0
+"""Longest idle wait: catches records nacked before a restart (their retry times are not known
+to this process) and refreshes the lag gauge."""
+REPLY_FAILURE = 502
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """Everything one dispatcher needs, resolved by the Trigger reconciler."""
+
+    namespace: str
+    name: str
+    broker: str
+    uid: str
+    subscriber: str
+    matcher: Matcher
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    dead_letter_uri: str | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    ordered: bool = False
+    broker_url: str = ""
+
+    @property
+    def stream(self) -> str:
+        return f"{self.namespace}/{self.broker}"
+
+    @property
+    def consumer(self) -> str:
+        # The uid, not the name: a Trigger deleted and re-created under the same name starts fresh.
+        return f"trigger-{self.uid}"
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        return self.namespace, self.broker, self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a subscriber answered; `status` is None when no answer came (transport error)."""
+
+    status: int | None
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+    error: str = ""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class Sender(Protocol):
+    """Posts one request; never raises for HTTP or transport failures (they are a `Response`)."""
+
+    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> Response: ...
+
+
+ReplyPublisher = Callable[[str, str, CloudEvent], Awaitable[int]]
+"""`(namespace, broker, event) -> offset`; raises `IngressRejected` (the broker ingress's publish)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A subscriber's answer, interpreted."""
+
+    ok: bool
+    status: int | None
+    reply: CloudEvent | None = None
+    body: bytes = b""
+    retry_after: str | None = None
+
+
+def classify(resp: Response) -> Outcome:
+    """Success, success with a reply event, or failure (a malformed reply counts as 502)."""
+    status = resp.status
+    if status is None or not 200 <= status <= 299:
+        body = resp.body if status is not None else resp.error.encode()
+        return Outcome(False, status, body=body, retry_after=resp.header("retry-after"))
+    if status != 200 or not (resp.body or resp.header("ce-specversion")):
+        return Outcome(True, status)
+    try:
+        return Outcome(True, status, reply=from_http(resp.headers, resp.body))
+    except NotACloudEventError:
+        return Outcome(True, status)
+    except CloudEventError as e:
+        return Outcome(False, REPLY_FAILURE, body=f"malformed reply event: {e}".encode())
+
+
+def encode_for_subscriber(event: CloudEvent, policy: DeliveryPolicy) -> tuple[dict[str, str], bytes]:
+    """HTTP headers and body for a delivery; binary mode unless the policy forces JSON."""
+    headers, body = to_structured(event) if policy.format == "json" else to_binary(event)
+    headers["prefer"] = "reply"
+    return headers, body
+
+
+class TriggerDispatcher:
+    """The consumer loop of one Trigger (see the module docstring)."""
+
+    def __init__(self, spec: TriggerSpec, log: EventLog, sender: Sender, publish: ReplyPublisher,
+                 clock: Clock, metrics: EventingMetrics) -> None:
+        self.spec = spec
+        self._log = log
+        self._sender = sender
+        self._publish = publish
+        self._clock = clock
+        self._metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._lag_checked = float("-inf")
+
+    def update(self, spec: TriggerSpec) -> None:
+        """Deliver with a new spec from now on (in-flight deliveries finish with the old one)."""
+        self.spec = spec
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Create the consumer (idempotent: a restart resumes the stored cursor) and run."""
+        spec = self.spec
+        await self._log.create_consumer(spec.stream, spec.consumer, start="latest", ordered=spec.ordered)
+        self._task = asyncio.create_task(self._run(), name=f"trigger:{spec.namespace}/{spec.name}")
+
+    async def stop(self) -> None:
+        """Cancel the loop and in-flight deliveries; their records become due again."""
+        tasks = [t for t in (self._task, *self._inflight, *self._timers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s/trigger/%s: dispatch loop failed; retrying", self.spec.namespace,
+                              self.spec.name)
+                await asyncio.sleep(POLL)
+
+    async def _step(self) -> None:
+        # Clear before reading: a wake-up that arrives after this point makes the idle wait
+        # return at once instead of being lost.
+        self._wake.clear()
+        spec = self.spec
+        free = spec.max_in_flight - len(self._inflight)
+        head: int | None = None
+        if free > 0:
+            head = await self._log.head(spec.stream)
+            records = await self._log.read(spec.stream, spec.consumer, free, now=self._clock.now(), lease=LEASE)
+            if records:
+                await self._dispatch(spec, records)
+                return
+        await self._idle(spec, head)
+
+    async def _dispatch(self, spec: TriggerSpec, records: list[Record]) -> None:
+        """Ack what the filter rejects in one call; start a delivery task per match."""
+        skipped: list[int] = []
+        for record in records:
+            event = _decode(spec, record)
+            if event is None or not spec.matcher(event.attributes):
+                skipped.append(record.offset)
+                continue
+            task = asyncio.create_task(self._deliver(spec, record, event))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        if skipped:
+            await self._log.ack(spec.stream, spec.consumer, skipped)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s/trigger/%s: delivery task failed: %r", self.spec.namespace, self.spec.name,
+                      task.exception())
+
+    async def _idle(self, spec: TriggerSpec, head: int | None) -> None:
+        """Sleep until new records, a finished delivery, a retry coming due, or the poll interval."""
+        await self._refresh_lag(spec)
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+        if head is not None:
+            waiters.append(asyncio.ensure_future(self._log.wait(spec.stream, POLL, after=head)))
+        else:
+            waiters.append(asyncio.ensure_future(asyncio.sleep(POLL)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    def _start_timer(self, delay: float) -> None:
+        """Wake the loop when a nacked record comes due (on the injected clock)."""
+        async def wake() -> None:
+            await self._clock.sleep(delay)
+            self._wake.set()
+
+        timer = asyncio.create_task(wake())
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    async def _refresh_lag(self, spec: TriggerSpec) -> None:
+        now = self._clock.monotonic()
+        if now - self._lag_checked < POLL:
+            return
+        self._lag_checked = now
+        with contextlib.suppress(EventLogError):
+            self._metrics.lag.labels(*spec.labels).set(await self._log.lag(spec.stream, spec.consumer))
+
+    # -- one delivery ------------------------------------------------------------------------
+    async def _deliver(self, spec: TriggerSpec, record: Record, event: CloudEvent) -> None:
+        ttl = event.get(TTL_EXTENSION)
+        outcome = await self._attempt(spec, spec.subscriber, event.with_attributes(**{TTL_EXTENSION: None}))
+        dest = spec.subscriber
+        if outcome.ok and outcome.reply is not None:
+            outcome = await self._reply(spec, outcome.reply, ttl)
+            dest = spec.broker_url or dest
+        if outcome.ok:
+            await self._log.ack(spec.stream, spec.consumer, [record.offset])
+            self._metrics.delivered.labels(*spec.labels).inc()
+            self._metrics.latency.labels(*spec.labels).observe(max(0.0, self._clock.now() - record.appended_at))
+            return
+        await self._failed(spec, record, event, outcome, dest)
+
+    async def _attempt(self, spec: TriggerSpec, url: str, event: CloudEvent) -> Outcome:
+        headers, body = encode_for_subscriber(event, spec.policy)
+        resp = await self._sender.send(url, headers, body, spec.policy.timeout or DEFAULT_TIMEOUT)
+        return classify(resp)
+
+    async def _reply(self, spec: TriggerSpec, reply: CloudEvent, ttl: object) -> Outcome:
+        """Publish a reply into the broker; a full TTL or a vanished broker drops it quietly."""
+        try:
+            await self._publish(spec.namespace, spec.broker, reply.with_attributes(**{TTL_EXTENSION: ttl}))
+        except IngressRejected as e:
+            if e.status in (400, 404):
+                log.info("%s/trigger/%s: reply %s dropped: %s", spec.namespace, spec.name,
+                         reply.id, e.message)
+                return Outcome(True, 200)
+            retry_after = None if e.retry_after is None else str(e.retry_after)
+            return Outcome(False, e.status, body=e.message.encode(), retry_after=retry_after)
+        self._metrics.replies.labels(*spec.labels).inc()
+        return Outcome(True, 200)
+
+    async def _failed(self, spec: TriggerSpec, record: Record, event: CloudEvent, outcome: Outcome,
+                      dest: str) -> None:
+        now = self._clock.now()
+        verdict = on_failure(spec.policy, record.attempts + 1, status=outcome.status,
+                             retry_after=outcome.retry_after, now=now)
+        if verdict.action == "retry":
+            await self._log.nack(spec.stream, spec.consumer, record.offset, retry_at=now + verdict.delay)
+            self._start_timer(verdict.delay)
+            self._metrics.retried.labels(*spec.labels).inc()
+            return
+        if verdict.action == "dead_letter" and spec.dead_letter_uri:
+            attrs = with_dead_letter_extensions(event.attributes, destination=dest, status=outcome.status,
+                                                body=outcome.body)
+            await self._dead_letter(spec, CloudEvent(attrs, event.data))
+        else:
+            self._metrics.dropped.labels(*spec.labels).inc()
+            log.warning("%s/trigger/%s: event %s dropped after %d attempt(s), last status %s %s",
+                        spec.namespace, spec.name, event.id, record.attempts + 1, outcome.status,
+                        outcome.body[:200].decode("utf-8", "replace"))
+        await self._log.ack(spec.stream, spec.consumer, [record.offset])
+
+    async def _dead_letter(self, spec: TriggerSpec, event: CloudEvent) -> None:
+        """Send to the dead-letter sink with the same retry policy (in-task: the sink is the end)."""
+        assert spec.dead_letter_uri is not None
+        event = event.with_attributes(**{TTL_EXTENSION: None})
+        failures = 0
+        while True:
+            outcome = await self._attempt(spec, spec.dead_letter_uri, event)
+            if outcome.ok:
+                self._metrics.dead_lettered.labels(*spec.labels).inc()
+                return
+            failures += 1
+            verdict = on_failure(spec.policy, failures, status=outcome.status,
+                                 retry_after=outcome.retry_after, now=self._clock.now())
+            if verdict.action != "retry":
+                self._metrics.dropped.labels(*spec.labels).inc()
+                log.error("%s/trigger/%s: dead-letter sink refused event %s (status %s); dropped",
+                          spec.namespace, spec.name, event.id, outcome.status)
+                return
+            await self._clock.sleep(verdict.delay)
+
+
+def _decode(spec: TriggerSpec, record: Record) -> CloudEvent | None:
+    try:
+        return from_json(record.data)
+    except CloudEventError as e:  # only a corrupted log could hold this; never block on it
+        log.error("%s/trigger/%s: record %d is not an event (%s); skipped", spec.namespace, spec.name,
+                  record.offset, e)
+        return None
