@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
-
 from starlette.routing import Mount
 
 from wisp.apiserver.app import create_app
@@ -79,11 +78,17 @@ class Platform:
         self.images = ImageStore(settings.data_dir / "images")
         self.registry = Registry(self.images, clock=self.clock)
         self.backend = create_backend(settings.config.runtime.default, settings.data_dir, self.clock)
+        # Revisions may pick another backend (`wisp.dev/runtime: function|process`); only these two are
+        # local and cheap to construct (the function backend starts zygotes on first use).
+        self.backends = {name: self.backend if name == settings.config.runtime.default
+                         else create_backend(name, settings.data_dir, self.clock)
+                         for name in ("process", "function")}
         self.programmer = IngressProgrammer(self.ctx, self.table)
         self.eventing = EventingSystem(self.ctx, self.table, settings.data_dir, self.clock,
                                        ingress=settings.ingress)
         self.revisions = RevisionRuntime(self.ctx, self.table, self.backend, self.images,
-                                         lambda key: self.controllers.enqueue(REVISION, key))
+                                         lambda key: self.controllers.enqueue(REVISION, key),
+                                         backends=self.backends)
         self._wire_serving()
         self._api_server: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -122,7 +127,6 @@ class Platform:
         config = uvicorn.Config(app, host=host, port=port, loop="none", lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=2)
         self._api_server = uvicorn.Server(config)
-        self._api_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._api_task = asyncio.create_task(self._api_server.serve())
         while not self._api_server.started:
             if self._api_task.done():
@@ -137,7 +141,8 @@ class Platform:
         await self.ingress.stop(drain_timeout=5)
         await self.eventing.stop()
         await self.revisions.close()
-        await self.backend.close(self.settings.config.deployment.termination_grace_period)
+        for backend in {id(b): b for b in (self.backend, *self.backends.values())}.values():
+            await backend.close(self.settings.config.deployment.termination_grace_period)
         self.store.hub.close_all()  # end watch streams so the API server can stop at once
         if self._api_server is not None and self._api_task is not None:
             self._api_server.should_exit = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from wisp.build import ImageStore
@@ -25,6 +25,7 @@ from wisp.runtime.supervisor import RevisionSupervisor, SupervisorStatus
 log = logging.getLogger("wisp.serving")
 ROUTING_STATE = "serving.knative.dev/routingState"
 MIN_SCALE_KEYS = ("autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/minScale")
+RUNTIME_ANNOTATION = "wisp.dev/runtime"
 INITIAL_SCALE_KEYS = ("autoscaling.knative.dev/initial-scale", "autoscaling.knative.dev/initialScale")
 
 
@@ -59,10 +60,13 @@ class RevisionRuntime:
     """The bridge between Revision objects, the runtime backend, and the routing table."""
 
     def __init__(self, ctx: Context, table: RoutingTable, backend: RuntimeBackend, images: ImageStore,
-                 requeue: Callable[[Key], None]) -> None:
+                 requeue: Callable[[Key], None], *,
+                 backends: Mapping[str, RuntimeBackend] | None = None) -> None:
         self.ctx = ctx
         self.table = table
         self.backend = backend
+        # Other backends by name, for revisions whose template says `wisp.dev/runtime: NAME`.
+        self.backends = dict(backends or {})
         self.images = images
         self._requeue = requeue
         self._managed: dict[str, _Managed] = {}
@@ -106,13 +110,18 @@ class RevisionRuntime:
                         status.initial_scale_reached, status.failure, status.ready, status.actual):
                     self._requeue((ns, name))
 
-        supervisor = RevisionSupervisor(self.backend, spec, self.ctx.clock,
+        supervisor = RevisionSupervisor(self.backend_for(rev), spec, self.ctx.clock,
                                         progress_deadline=self._progress_deadline(rev),
                                         on_change=on_change, drain=self._drainer(key))
         managed = _Managed(supervisor, digest, supervisor.status)
         holder.append(managed)
         self._managed[key] = managed
         return managed
+
+    def backend_for(self, rev: Obj) -> RuntimeBackend:
+        """The backend the revision asks for (annotation `wisp.dev/runtime`), else the default."""
+        wanted = (rev["metadata"].get("annotations") or {}).get(RUNTIME_ANNOTATION, "")
+        return self.backends.get(wanted, self.backend)
 
     def _progress_deadline(self, rev: Obj) -> float:
         from wisp.config import parse_duration
@@ -123,7 +132,7 @@ class RevisionRuntime:
         except ValueError:
             return self.ctx.config.deployment.progress_deadline
 
-    def _drainer(self, key: str) -> Callable[[Instance], object]:
+    def _drainer(self, key: str) -> Callable[[Instance], Awaitable[None]]:
         """Before SIGTERM: wait until the router has no request in flight on that instance."""
 
         async def drain(instance: Instance) -> None:

@@ -39,8 +39,11 @@ __all__ = [
 
 
 def create_backend(name: str, data_dir: Path, clock: Clock) -> RuntimeBackend:
-    """The backend called `name` (`process`; `function` and `container` come later)."""
+    """The backend called `name` (`process`, `function`; `container` comes later)."""
     if name == "process":
         from wisp.runtime.process import ProcessBackend
-        return ProcessBackend(data_dir, clock)
+        return ProcessBackend(data_dir, clock, guard_groups=True)
+    if name == "function":
+        from wisp.runtime.function import FunctionBackend
+        return FunctionBackend(data_dir, clock)
     raise RuntimeBackendError(f"runtime backend {name!r} is not available")

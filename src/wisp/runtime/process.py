@@ -31,6 +31,7 @@ from wisp.runtime.base import (
     InstanceSpec,
     InstanceState,
 )
+from wisp.runtime.guardian import GroupGuardian
 from wisp.runtime.logs import DEFAULT_MAX_BYTES, LogWriter
 from wisp.runtime.probes import make_check, run_readiness
 
@@ -131,7 +132,9 @@ class ProcessBackend:
     name = "process"
 
     def __init__(self, data_dir: Path, clock: Clock, *, host: str = "127.0.0.1",
-                 log_max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 log_max_bytes: int = DEFAULT_MAX_BYTES, guard_groups: bool = False) -> None:
+        """`guard_groups` adds the watchdog that kills instances' process groups the moment wisp
+        dies (see `guardian`); without it, what the apps spawned waits for `cleanup_stale`."""
         self.data_dir = data_dir
         self.clock = clock
         self.host = host
@@ -139,6 +142,7 @@ class ProcessBackend:
         self._ports = PortAllocator(host)
         self._records = reaper.records_dir(data_dir)
         self._running: dict[str, _Running] = {}
+        self._guardian = GroupGuardian() if guard_groups else None
 
     # ---- the RuntimeBackend protocol -------------------------------------------------------
 
@@ -162,6 +166,8 @@ class ProcessBackend:
         self._running[instance_id] = running
         instance.pid = proc.pid
         self._record(instance, proc.pid)
+        if self._guardian is not None:
+            self._guardian.watch(proc.pid)  # the app's own children die with wisp too
         self._own(running, self._watch(running))
         check = make_check(spec.readiness, self.host, port, env, cwd)
         running.prober = self._own(running, run_readiness(
@@ -202,6 +208,8 @@ class ProcessBackend:
             for task in list(running.tasks):
                 task.cancel()
             await asyncio.gather(*running.tasks, return_exceptions=True)
+        if self._guardian is not None:
+            self._guardian.close()
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -253,6 +261,8 @@ class ProcessBackend:
                 running.prober.cancel()
             running.writer.close()
             reaper.remove_record(self._records, instance.id)
+            if self._guardian is not None:
+                self._guardian.forget(proc.pid)
             self._running.pop(instance.id, None)
         instance._set_state(InstanceState.EXITED, self.clock.now(), code)
 
