@@ -12,10 +12,10 @@ import typer
 
 from wisp.api import kinds
 from wisp.cli import output
-from wisp.cli.client import CLIError, Client
+from wisp.cli.client import Client, CLIError
 from wisp.cli.flags import ServiceFlags, apply_flags
-from wisp.controllers.instancespec import LOCAL_REGISTRY
 from wisp.cli.state import STATE
+from wisp.controllers.instancespec import LOCAL_REGISTRY
 
 SERVICE = kinds.lookup("ksvc")
 REVISION = kinds.lookup("revisions")
@@ -108,15 +108,32 @@ SourceOpt = Annotated[Path | None, typer.Option("--source", help="Folder to snap
                                                    "after `--`).")]
 
 
+def max_source_bytes() -> int:
+    """The `--source` size limit: `WISP_MAX_SOURCE_BYTES` when set (small hosts, tests), else the default."""
+    from wisp.build.pack import DEFAULT_MAX_BYTES
+
+    raw = os.environ.get("WISP_MAX_SOURCE_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise CLIError(f"WISP_MAX_SOURCE_BYTES must be a positive number of bytes, not {raw!r}")
+    return value
+
+
 def _source_image(client: Client, ns: str, name: str, source: Path, flags: ServiceFlags) -> None:
     """Pack `source` into an image (command in its config), push it to wisp, and point the flags at it."""
     from wisp.build import BuildError, ImageStore, pack_directory, push_image
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wisp" / "images"
+    limit = max_source_bytes()
     try:
         store = ImageStore(cache)
         ref = pack_directory(store, source, name=f"{ns}/{name}", tag="latest", command=flags.command,
-                             args=flags.args, working_dir=flags.working_dir)
+                             args=flags.args, working_dir=flags.working_dir, max_bytes=limit)
         tag = "src-" + ref.digest.split(":", 1)[1][:12]
         store.tag(f"{ns}/{name}:{tag}", ref.digest)
         push_image(store, f"{ns}/{name}:{tag}", client.base)

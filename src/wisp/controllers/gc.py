@@ -29,6 +29,11 @@ def last_active(rev: Obj) -> float:
     return _ts(modified) or _ts(meta.get("creationTimestamp"))
 
 
+def _generation(rev: Obj) -> int:
+    value = (rev["metadata"].get("labels") or {}).get("serving.knative.dev/configurationGeneration", "0")
+    return int(value) if str(value).isdigit() else 0
+
+
 def is_active(rev: Obj, latest_ready: str) -> bool:
     meta = rev["metadata"]
     return (meta["name"] == latest_ready or (meta.get("annotations") or {}).get(NO_GC) == "true"
@@ -50,7 +55,9 @@ def collectable(revisions: list[Obj], latest_ready: str, cfg: GCConfig, now: flo
     candidates = [r for r in revisions if not is_active(r, latest_ready)]
     if len(candidates) <= keep_min:
         return []
-    candidates.sort(key=last_active, reverse=True)  # newest first; the oldest go first
+    # Newest first; the oldest go first. Timestamps have one-second resolution, so revisions
+    # retired within the same second are ordered by their configuration generation.
+    candidates.sort(key=lambda r: (last_active(r), _generation(r)), reverse=True)
     remaining, doomed = len(candidates), []
     for rev in reversed(candidates[keep_min:]):
         if is_stale(rev, cfg, now) or (keep_max != DISABLED and remaining > keep_max):
