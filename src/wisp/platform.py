@@ -26,7 +26,9 @@ from wisp.controllers.urls import URLMaker
 from wisp.dataplane.server import IngressServer
 from wisp.dataplane.settings import RouterConfig
 from wisp.dataplane.table import RoutingTable
+from wisp.eventing.messaging import MessagingSystem
 from wisp.eventing.system import EventingSystem
+from wisp.observability.metrics import metrics_routes
 from wisp.runtime import create_backend
 from wisp.store import Store
 from wisp.store.watch import WatchEvent
@@ -86,6 +88,10 @@ class Platform:
         self.programmer = IngressProgrammer(self.ctx, self.table)
         self.eventing = EventingSystem(self.ctx, self.table, settings.data_dir, self.clock,
                                        ingress=settings.ingress)
+        api_host, api_port = settings.api
+        self.messaging = MessagingSystem(self.ctx, self.table, self.eventing, settings.data_dir,
+                                         runtime=self.backends["process"], images=self.images,
+                                         api_url=f"http://{api_host}:{api_port}")
         self.revisions = RevisionRuntime(self.ctx, self.table, self.backend, self.images,
                                          lambda key: self.controllers.enqueue(REVISION, key),
                                          backends=self.backends)
@@ -121,8 +127,10 @@ class Platform:
         ihost, iport = self.settings.ingress
         await self.ingress.start(ihost, iport)
         await self.eventing.start()
+        await self.messaging.start()
         host, port = self.settings.api
-        extra = [*log_routes(self.store, self.settings.data_dir), Mount("/v2", routes=self.registry.routes)]
+        extra = [*log_routes(self.store, self.settings.data_dir), *metrics_routes(),
+                 Mount("/v2", routes=self.registry.routes)]
         app = create_app(self.store, self.settings.config, server_address=f"{host}:{port}", extra_routes=extra)
         config = uvicorn.Config(app, host=host, port=port, loop="none", lifespan="off",
                                 log_level="warning", access_log=False, timeout_graceful_shutdown=2)
@@ -139,6 +147,7 @@ class Platform:
     async def stop(self) -> None:
         await self.controllers.stop()
         await self.ingress.stop(drain_timeout=5)
+        await self.messaging.stop()
         await self.eventing.stop()
         await self.revisions.close()
         for backend in {id(b): b for b in (self.backend, *self.backends.values())}.values():

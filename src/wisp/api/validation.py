@@ -10,10 +10,10 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from wisp.api import core, eventing, serving
+from wisp.api import core, eventing, eventing_sources, flows, serving
 from wisp.api.errors import FieldError
 from wisp.api.fields import Errors, invalid
-from wisp.api.kinds import EVENTING, SERVING, Kind
+from wisp.api.kinds import EVENTING, FLOWS, MESSAGING, SERVING, SOURCES, Kind
 from wisp.api.objectmeta import NameRule, validate_metadata
 from wisp.config import Config
 
@@ -43,6 +43,16 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     (SERVING, "DomainMapping"): serving.validate_domain_mapping,
     (EVENTING, "Broker"): eventing.validate_broker,
     (EVENTING, "Trigger"): eventing.validate_trigger,
+    (EVENTING, "EventType"): flows.validate_event_type,
+    (MESSAGING, "Channel"): flows.validate_channel,
+    (MESSAGING, "InMemoryChannel"): flows.validate_channel,
+    (MESSAGING, "Subscription"): flows.validate_subscription,
+    (FLOWS, "Sequence"): flows.validate_sequence,
+    (FLOWS, "Parallel"): flows.validate_parallel,
+    (SOURCES, "PingSource"): eventing_sources.validate_ping_source,
+    (SOURCES, "ApiServerSource"): eventing_sources.validate_api_server_source,
+    (SOURCES, "ContainerSource"): eventing_sources.validate_container_source,
+    (SOURCES, "SinkBinding"): eventing_sources.validate_sink_binding,
 }
 
 _DEFAULTERS: dict[tuple[str, str], Defaulter] = {
@@ -53,6 +63,15 @@ _DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     (SERVING, "Route"): serving.default_route,
     (EVENTING, "Broker"): eventing.default_broker,
     (EVENTING, "Trigger"): eventing.default_trigger,
+    (MESSAGING, "Channel"): flows.default_channel,
+    (MESSAGING, "InMemoryChannel"): flows.default_channel,
+    (MESSAGING, "Subscription"): flows.default_subscription,
+    (FLOWS, "Sequence"): flows.default_flow,
+    (FLOWS, "Parallel"): flows.default_flow,
+    (SOURCES, "PingSource"): eventing_sources.default_ping_source,
+    (SOURCES, "ApiServerSource"): eventing_sources.default_api_server_source,
+    (SOURCES, "ContainerSource"): eventing_sources.default_source_sink,
+    (SOURCES, "SinkBinding"): eventing_sources.default_source_sink,
 }
 
 # A DomainMapping's name is the domain it claims; generating one makes no sense.

@@ -264,6 +264,9 @@ def _register_subcommands() -> None:
 
     serving.register(app)
     eventing.register(app)
+    from wisp.cli import flows, sources
+    sources.register(app)
+    flows.register(app)
     from wisp.cli import functions
     functions.register(app)
 

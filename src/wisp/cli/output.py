@@ -12,6 +12,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+
 def _width() -> int | None:
     """Full width on a terminal; a wide fixed width when piped, so tables never wrap mid-cell."""
     import os

@@ -141,6 +141,13 @@ def probe_spec(container: Obj) -> ProbeSpec:
     return ProbeSpec("tcp", **timing)  # type: ignore[arg-type]
 
 
+def _sink_binding_env(store: Store, ns: str, service: str) -> dict[str, str]:
+    """K_SINK/K_CE_OVERRIDES from SinkBindings whose subject is this Service (eventing hook)."""
+    from wisp.eventing.sinkbinding import binding_env  # eventing sits beside controllers; import late
+
+    return binding_env(store, ns, service)
+
+
 def build_spec(store: Store, images: ImageStore, rev: Obj, *, grace: float) -> tuple[InstanceSpec, str]:
     """The InstanceSpec to run `rev` with, and the pinned image digest ('' without an image)."""
     meta, spec = rev["metadata"], rev.get("spec") or {}
@@ -164,6 +171,7 @@ def build_spec(store: Store, images: ImageStore, rev: Obj, *, grace: float) -> t
                         "entrypoint")
     working_dir = container.get("workingDir") or image_cfg.get("WorkingDir") or None
     env = resolve_env(store, meta["namespace"], container, list(image_cfg.get("Env") or []))
+    env.update(_sink_binding_env(store, meta["namespace"], labels.get("serving.knative.dev/service", "")))
     return InstanceSpec(
         namespace=meta["namespace"], revision=meta["name"], command=command, args=args, env=env,
         service=labels.get("serving.knative.dev/service", ""),

@@ -266,10 +266,16 @@ class TriggerDispatcher:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
 
-    def _start_timer(self, delay: float) -> None:
-        """Wake the loop when a nacked record comes due (on the injected clock)."""
+    def _start_timer(self, due: float) -> None:
+        """Wake the loop once a nacked record is due (on the injected clock's wall time).
+
+        Loop timers may fire a little early (asyncio runs handles within its clock resolution), and a
+        record read a hair before `due` is not yet due: sleep again until the wall clock has passed it,
+        or the retry would wait for the next idle poll.
+        """
         async def wake() -> None:
-            await self._clock.sleep(delay)
+            while (left := due - self._clock.now()) > 0:
+                await self._clock.sleep(left + 0.001)
             self._wake.set()
 
         timer = asyncio.create_task(wake())
@@ -325,7 +331,7 @@ class TriggerDispatcher:
                              retry_after=outcome.retry_after, now=now)
         if verdict.action == "retry":
             await self._log.nack(spec.stream, spec.consumer, record.offset, retry_at=now + verdict.delay)
-            self._start_timer(verdict.delay)
+            self._start_timer(now + verdict.delay)
             self._metrics.retried.labels(*spec.labels).inc()
             return
         if verdict.action == "dead_letter" and spec.dead_letter_uri:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from wisp.clock import Clock
@@ -19,6 +19,7 @@ from wisp.controllers.base import Context, Key, Obj, write_status
 from wisp.controllers.queue import WorkQueue
 from wisp.dataplane.table import RoutingTable
 from wisp.eventing.broker import BrokerIngress, stream_name
+from wisp.eventing.cloudevents import CloudEvent
 from wisp.eventing.destinations import HttpSender
 from wisp.eventing.dispatch import Sender, TriggerDispatcher, TriggerSpec
 from wisp.eventing.log import EventLog, EventLogError, open_backend
@@ -61,6 +62,7 @@ class EventingSystem:
         self.log = event_log or open_event_log(ctx, data_dir, self.clock)
         self.metrics = metrics or default_metrics()
         self.ingress = BrokerIngress(self.log, self.clock, self.metrics)
+        self._observers: list[Callable[[str, str, CloudEvent], None]] = []
         address = ingress or ("127.0.0.1", ctx.urls.ingress_port)
         self._own_sender = sender is None
         self.sender: Sender = sender or HttpSender(ctx.config.network.domain, address)
@@ -107,6 +109,25 @@ class EventingSystem:
         for _ in range(3):
             await self._brokers.wait_idle(timeout)
             await self._triggers.wait_idle(timeout)
+
+    def add_observer(self, observer: Callable[[str, str, CloudEvent], None]) -> None:
+        """See every event a broker accepts (HTTP or reply) after it is stored.
+
+        The ingress is wrapped only once the first observer arrives (EventType auto-creation),
+        so brokers pay nothing for it otherwise. Dispatchers started earlier keep publishing their
+        replies unobserved until they restart.
+        """
+        if not self._observers:
+            publish = self.ingress.publish
+
+            async def observed(namespace: str, name: str, event: CloudEvent) -> int:
+                offset = await publish(namespace, name, event)
+                for fn in self._observers:
+                    fn(namespace, name, event)
+                return offset
+
+            self.ingress.publish = observed  # type: ignore[method-assign]
+        self._observers.append(observer)
 
     # -- change routing --------------------------------------------------------------------
     def _on_change(self, event: WatchEvent) -> None:

@@ -172,9 +172,9 @@ def test_status_untouched():
 
 
 def test_kinds_without_rules_are_copied_unchanged():
-    broker = {"apiVersion": "flows.knative.dev/v1", "kind": "Sequence",
-              "metadata": {"name": "default"}, "spec": {"steps": [{"uri": "http://x"}]}}
-    kind = by_api_version("flows.knative.dev/v1", "Sequence")
+    broker = {"apiVersion": "eventing.knative.dev/v1beta3", "kind": "EventType",
+              "metadata": {"name": "default"}, "spec": {"type": "dev.example.thing"}}
+    kind = by_api_version("eventing.knative.dev/v1beta3", "EventType")
     out = default_object(kind, broker, Config())
     assert out == broker and out is not broker
     assert validate_object(kind, out, None, Config()) == []
