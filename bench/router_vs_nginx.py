@@ -9,11 +9,12 @@ nothing itself. One backend (nginx answering a fixed 200 from memory) is measure
 
 Run from the repository root:
 
-    python bench/router_vs_nginx.py                       # 50 connections, 2 threads, 10 s each
-    python bench/router_vs_nginx.py --duration 5 --connections 50 --threads 2
+    python bench/router_vs_nginx.py                    # 50 connections, 2 threads, 3 rounds of 10 s
+    python bench/router_vs_nginx.py --duration 5 --rounds 1 --connections 50 --threads 2
 
 It prints requests/s, p50 and p99 for each, the wisp/nginx throughput ratio and the latency wisp
-adds over direct (targets: ≥ 0.6× nginx throughput, ≤ 0.5 ms added p50). Both proxies get one
+adds over direct (targets: >= 0.6x nginx throughput, <= 0.5 ms added p50), then the same three
+with a single connection, where latency is the per-request cost of the hop. Both proxies get one
 worker process so the comparison is per core. All processes and the temp dir are cleaned up.
 """
 
@@ -24,6 +25,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,8 +124,8 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-def run_wrk(name: str, port: int, args: argparse.Namespace, duration: float) -> Result:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration:g}s", "--latency",
+def run_wrk(name: str, port: int, duration: int, threads: int, connections: int) -> Result:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, duration)}s", "--latency",
            "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -133,12 +135,27 @@ def run_wrk(name: str, port: int, args: argparse.Namespace, duration: float) -> 
     return Result(name, rps, p50, p99, err.group(1) if err else "")
 
 
-def measure(name: str, port: int, args: argparse.Namespace) -> Result:
-    run_wrk(name, port, args, args.warmup)
-    return run_wrk(name, port, args, args.duration)
+def measure(name: str, port: int, args: argparse.Namespace, connections: int) -> Result:
+    threads = min(args.threads, connections)
+    run_wrk(name, port, args.warmup, threads, connections)
+    return run_wrk(name, port, args.duration, threads, connections)
 
 
-def report(results: list[Result]) -> None:
+def rounds(targets: list[tuple[str, int]], args: argparse.Namespace, connections: int) -> list[Result]:
+    """Interleave the targets for ``--rounds`` rounds and keep each one's median figures, so a
+    burst of load from elsewhere on the machine does not decide the comparison."""
+    runs: dict[str, list[Result]] = {name: [] for name, _ in targets}
+    for _ in range(args.rounds):
+        for name, port in targets:
+            runs[name].append(measure(name, port, args, connections))
+    return [
+        Result(name, statistics.median(r.rps for r in rs), statistics.median(r.p50_ms for r in rs),
+               statistics.median(r.p99_ms for r in rs), "; ".join(r.errors for r in rs if r.errors))
+        for name, rs in runs.items()
+    ]
+
+
+def report(results: list[Result], single: list[Result]) -> None:
     print(f"\n{'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  errors")
     for r in results:
         print(f"{r.name:<8} {r.rps:>10.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f}  {r.errors}")
@@ -149,14 +166,24 @@ def report(results: list[Result]) -> None:
           f"wisp {wisp.p50_ms - direct.p50_ms:+.3f} ms  (target <= 0.5 ms)")
     print(f"added p99 vs direct: nginx {nginx.p99_ms - direct.p99_ms:+.3f} ms, "
           f"wisp {wisp.p99_ms - direct.p99_ms:+.3f} ms")
+    # At 50 connections latency is mostly queueing (Little's law: connections / throughput);
+    # one connection shows what a single request pays for the extra hop.
+    by1 = {r.name: r for r in single}
+    print("\none connection (no queueing):")
+    for r in single:
+        print(f"{r.name:<8} {r.rps:>10.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f}  {r.errors}")
+    for name in ("nginx", "wisp"):
+        print(f"added per request by {name}: p50 {by1[name].p50_ms - by1['direct'].p50_ms:+.3f} ms, "
+              f"p99 {by1[name].p99_ms - by1['direct'].p99_ms:+.3f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
@@ -171,9 +198,11 @@ def main() -> None:
             procs.append(start_wisp(wisp, backend))
             for port in (backend, proxy, wisp):
                 wait_port(port)
-            print(f"cpus={os.cpu_count()} wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s")
-            results = [measure("direct", backend, args), measure("nginx", proxy, args),
-                       measure("wisp", wisp, args)]
+            print(f"cpus={os.cpu_count()} wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
+                  f"median of {args.rounds} interleaved rounds")
+            targets = [("direct", backend), ("nginx", proxy), ("wisp", wisp)]
+            results = rounds(targets, args, args.connections)
+            single = rounds(targets, args, 1)
         finally:
             for p in procs:
                 p.terminate()
@@ -183,7 +212,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-    report(results)
+    report(results, single)
 
 
 if __name__ == "__main__":

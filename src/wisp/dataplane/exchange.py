@@ -43,6 +43,7 @@ PAUSE_PIPELINE, PAUSE_BUFFER, PAUSE_UPSTREAM = 1, 2, 4
 _NOTED_LENGTHS = frozenset(len(n) for n in (
     b"host", b"transfer-encoding", b"content-length", b"expect", b"knative-serving-tag", b"upgrade"))
 _MAX_ATTEMPTS = 4  # stale pooled connections are retried freely up to this many dials in total
+_START, _IDLE = "response-start", "idle"  # wheel keys (exchange, which) for the optional timers
 
 
 class Exchange:
@@ -66,7 +67,10 @@ class Exchange:
     endpoint: Endpoint | None = None
     upstream: UpstreamConnection | None = None
     _pending_bytes = _replay_bytes = _local_size = 0
-    _deadline = -1
+    _deadline = _start_tick = _idle_tick = -1
+    _last_write = 0.0
+    _cold_ms = -1
+    _eofs = 0  # tunnel half-closes seen: 1 instance, 2 client
     _task: asyncio.Task[None] | None = None
     _local: LocalHandler | None = None
     _local_body: list[bytes] | None = None
@@ -125,10 +129,10 @@ class Exchange:
 
     def _forward(self, target: RevisionTarget) -> None:
         self.target = target
-        metrics = target.metrics
-        metrics.requests += 1
-        metrics.in_flight += 1
+        target.begin()
         self._deadline = self.conn.ctx.wheel.add(target.timeout_seconds, self, self._on_timeout)
+        if target.response_start_timeout > 0 or target.idle_timeout > 0:
+            self._arm_timers(target)
         self.head = build_upstream_head(
             self.method, self.url, self.headers, self.conn.client_ip,
             chunked=self.chunked, upgrade=self.upgrade_value if self.upgrade else None,
@@ -140,6 +144,8 @@ class Exchange:
             self._use(ep)
 
     async def _acquire(self, target: RevisionTarget) -> None:
+        loop = self.conn.loop
+        cold_since = -1.0 if target.endpoints else loop.time()
         try:
             ep = await target.acquire(target.timeout_seconds)
         except DataplaneError as exc:
@@ -147,6 +153,10 @@ class Exchange:
             self._fail(exc.status, exc.message)
             return
         self._task = None
+        if cold_since >= 0:
+            waited = loop.time() - cold_since
+            target.record_cold_start(waited)
+            self._cold_ms = round(waited * 1000.0)
         if self.finished or self.response_done:
             target.release(ep)
             return
@@ -177,7 +187,7 @@ class Exchange:
     def _attach(self, up: UpstreamConnection) -> None:
         """Bind a connection and send the head plus any body that arrived meanwhile."""
         self.upstream = up
-        up.bind(self, head_only=self.method == b"HEAD")
+        up.bind(self, self.conn, head_only=self.method == b"HEAD")
         if self.conn.write_paused:
             up.pause_reading()
         pending = self._pending
@@ -266,11 +276,17 @@ class Exchange:
         )
         if self.mode == FRAME_CLOSE:
             self.keep_alive = False
+        if self._cold_ms >= 0:
+            head = b"%sWisp-Cold-Start: %dms\r\n\r\n" % (head[:-2], self._cold_ms)
+        if self._idle_tick >= 0:
+            self._last_write = conn.loop.time()
         conn.write(head)
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.finished or self.response_done:
             return
+        if self._idle_tick >= 0:
+            self._last_write = self.conn.loop.time()
         self.conn.write(chunk(data) if self.mode == FRAME_CHUNKED else data)
 
     def on_upstream_done(self) -> None:
@@ -321,14 +337,11 @@ class Exchange:
     def on_upstream_data(self, data: bytes) -> None:
         self.conn.write(data)
 
-    def cork(self) -> None:
-        self.conn.cork()
-
-    def uncork(self) -> None:
-        self.conn.uncork()
-
     def on_upstream_eof(self) -> None:
+        """The instance half-closed a tunnel: pass it on, and end the tunnel once both sides did."""
+        self._eofs |= 1
         self.conn.write_eof()
+        self._tunnel_maybe_done()
 
     def on_client_data(self, data: bytes) -> None:
         """Raw bytes from the client after an upgrade request (tunnel or not yet answered)."""
@@ -339,8 +352,19 @@ class Exchange:
             self.conn.pause(PAUSE_BUFFER)
 
     def on_client_eof(self) -> None:
+        self._eofs |= 2
         if self.tunnel and self.upstream is not None:
             self.upstream.write_eof()
+        self._tunnel_maybe_done()
+
+    def _tunnel_maybe_done(self) -> None:
+        # Both directions ended: asyncio keeps half-closed transports open, so close them here.
+        if self._eofs == 3:
+            up, self.upstream = self.upstream, None
+            if up is not None:
+                up.close()
+            self._complete()
+            self.conn.close()
 
     def pause_client_reading(self) -> None:
         self.conn.pause(PAUSE_UPSTREAM)
@@ -383,6 +407,8 @@ class Exchange:
             and self.attempts < _MAX_ATTEMPTS and self.fresh_failures <= 1
         )
         ep = target.try_acquire(exclude=failed) if can_retry else None
+        if ep is None and can_retry and stale and failed is not None and not failed.pool.closed:
+            ep, failed = failed, None  # every other slot is busy (CC): keep ours, dial afresh
         if failed is not None:
             target.release(failed)
         if ep is None:
@@ -395,17 +421,57 @@ class Exchange:
         self.endpoint = ep
         self._task = self.conn.loop.create_task(self._connect(ep))
 
+    def _arm_timers(self, target: RevisionTarget) -> None:
+        """responseStartTimeoutSeconds and idleTimeoutSeconds, on the same wheel as the total."""
+        wheel = self.conn.ctx.wheel
+        start = target.response_start_timeout
+        if 0 < start < target.timeout_seconds:
+            self._start_tick = wheel.add(start, (self, _START), self._on_start_timeout)
+        idle = target.idle_timeout
+        if idle > 0:
+            self._last_write = self.conn.loop.time()
+            self._idle_tick = wheel.add(idle, (self, _IDLE), self._on_idle_timeout)
+
     def _cancel_deadline(self) -> None:
+        wheel = self.conn.ctx.wheel
         if self._deadline >= 0:
-            self.conn.ctx.wheel.remove(self._deadline, self)
+            wheel.remove(self._deadline, self)
             self._deadline = -1
+        if self._start_tick >= 0:
+            wheel.remove(self._start_tick, (self, _START))
+            self._start_tick = -1
+        if self._idle_tick >= 0:
+            wheel.remove(self._idle_tick, (self, _IDLE))
+            self._idle_tick = -1
 
     def _on_timeout(self) -> None:
         self._deadline = -1
+        self._expire("request timeout\n")
+
+    def _on_start_timeout(self) -> None:
+        """Fires only while nothing has been written to the client: 504, as the total would."""
+        self._start_tick = -1
+        if not self.started:
+            self._expire("response start timeout\n")
+
+    def _on_idle_timeout(self) -> None:
+        """Nothing written for idleTimeoutSeconds: 504 before the response starts, else cut it."""
+        self._idle_tick = -1
+        if self.finished or self.response_done or self.target is None:
+            return
+        quiet = self.conn.loop.time() - self._last_write
+        remaining = self.target.idle_timeout - quiet
+        if remaining > 0:
+            self._idle_tick = self.conn.ctx.wheel.add(remaining, (self, _IDLE), self._on_idle_timeout)
+            return
+        self._expire("idle timeout\n")
+
+    def _expire(self, message: str) -> None:
+        """A timer ran out: answer 504 if nothing was written yet; otherwise cut the response."""
         if self.finished or self.response_done:
             return
         if not self.started:
-            self._fail(504, "request timeout\n")
+            self._fail(504, message)
             return
         self.keep_alive = False
         self._drop_upstream()
@@ -444,17 +510,16 @@ class Exchange:
         self.response_done = True
         self._pending = []
         self._replay = None
-        if self._deadline >= 0:
+        if self._deadline >= 0 or self._start_tick >= 0 or self._idle_tick >= 0:
             self._cancel_deadline()
         target = self.target
         if target is not None:
             if self.endpoint is not None:
                 target.release(self.endpoint)
                 self.endpoint = None
-            metrics = target.metrics
-            metrics.in_flight -= 1
+            target.end()
             if self.status:
-                metrics.record_status(self.status)
+                target.metrics.record_status(self.status)
         if not self.request_done:
             self.discard = True
         self.conn.resume(PAUSE_BUFFER | PAUSE_UPSTREAM)

@@ -49,9 +49,18 @@ def normalize_host(value: bytes | str) -> str:
     return host.rstrip(".")
 
 
-def connection_tokens(value: bytes) -> set[bytes]:
-    """The lower-cased tokens of a ``Connection`` header value."""
-    return {t.strip().lower() for t in value.split(b",") if t.strip()}
+_TOKENS_CACHE: dict[bytes, frozenset[bytes]] = {}
+_CONN_BASIC = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+
+def connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The lower-cased tokens of a ``Connection`` header value (memoised: values repeat)."""
+    tokens = _TOKENS_CACHE.get(value)
+    if tokens is None:
+        tokens = frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+        if len(_TOKENS_CACHE) < 1024:
+            _TOKENS_CACHE[value] = tokens
+    return tokens
 
 
 def new_traceparent() -> bytes:
@@ -60,9 +69,13 @@ def new_traceparent() -> bytes:
     ``random`` rather than ``os.urandom``: trace ids need uniqueness, not secrecy, and this runs
     for every request that arrives without one.
     """
-    trace = random.getrandbits(128) or 1
-    span = random.getrandbits(64) or 1
-    return b"00-%032x-%016x-01" % (trace, span)
+    ids = b"%048x" % random.getrandbits(192)
+    if ids[:32] == _ZERO_TRACE or ids[32:] == _ZERO_TRACE[:16]:  # all-zero ids are invalid
+        return new_traceparent()
+    return b"00-" + ids[:32] + b"-" + ids[32:] + b"-01"
+
+
+_ZERO_TRACE = b"0" * 32
 
 
 def _forwarded_node(node: str) -> str:
@@ -146,7 +159,7 @@ def build_upstream_head(
             original_host = value
         elif lname == b"connection":
             drop |= connection_tokens(value)
-    if drop - {b"close", b"keep-alive", b"upgrade"}:
+    if drop and not drop <= _CONN_BASIC:
         out = _drop_listed(out, drop)
     # An activator in front of us moves Host into K-Original-Host; queue-proxy moves it back.
     host = original_host or host
@@ -204,9 +217,17 @@ def _drop_listed(parts: list[bytes], names: set[bytes]) -> list[bytes]:
     return kept
 
 
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
 def status_line(status: int, reason: bytes = b"") -> bytes:
     """``HTTP/1.1 <code> <reason>\\r\\n``, filling in the standard reason when none is given."""
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason or _REASONS.get(status, b"Unknown"))
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason or _REASONS.get(status, b"Unknown"))
+        if len(_STATUS_LINES) < 1024:
+            _STATUS_LINES[(status, reason)] = line
+    return line
 
 
 _SPECIAL_RESPONSE_LENGTHS = frozenset(len(n) for n in (*HOP_BY_HOP, b"content-length"))
@@ -247,7 +268,7 @@ def build_response_head(
         out += (name, b": ", value, b"\r\n")
     if te and cl:
         drop.add(b"content-length")  # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length
-    if drop - {b"close", b"keep-alive", b"upgrade"}:
+    if drop and not drop <= _CONN_BASIC:
         out = [out[0], *_drop_listed([b"", b"", b"", b"", *out[1:]], drop)[4:]]
     if not has_body:
         mode = FRAME_NONE

@@ -2,9 +2,9 @@
 
 One ``ClientConnection`` parses requests and keeps them in a FIFO of ``Exchange`` objects: the head
 of the queue is the only one that talks to an instance and writes to the client, which keeps
-pipelined requests in order. Reading pauses for three independent reasons (a complete request is
-waiting for its response, too much body is buffered, the instance is not reading fast enough) and
-resumes only when none of them holds.
+pipelined requests in order. Reading pauses for three independent reasons (a pipelined request is
+queued behind the one in flight, too much body is buffered, the instance is not reading fast
+enough) and resumes only when none of them holds.
 """
 
 from __future__ import annotations
@@ -142,6 +142,11 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------
     def on_message_begin(self) -> None:
         ex = Exchange(self)
+        if self.queue:
+            # A pipelined request while another is in flight: parse what was already read, but
+            # read no further until the queue drains. Pausing only here (not after every request)
+            # keeps the common one-request-at-a-time client free of per-request epoll changes.
+            self.pause(PAUSE_PIPELINE)
         self.parsing = ex
         self.queue.append(ex)
         self._header_bytes = 0
@@ -149,17 +154,14 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         assert self.parsing is not None
         self.parsing.url += url
-        self._count_header(len(url))
+        self._header_bytes += len(url)
+        if self._header_bytes > self.ctx.config.max_header_bytes:
+            raise _HeaderTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.parsing is not None
         self.parsing.add_header(name, value)
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.ctx.config.max_header_bytes:
-            raise _HeaderTooLarge()
-
-    def _count_header(self, size: int) -> None:
-        self._header_bytes += size
         if self._header_bytes > self.ctx.config.max_header_bytes:
             raise _HeaderTooLarge()
 
@@ -184,8 +186,6 @@ class ClientConnection(asyncio.Protocol):
         if ex is None:
             return
         ex.on_request_done()
-        if not ex.finished:
-            self.pause(PAUSE_PIPELINE)
 
     # -- used by exchanges -----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -248,7 +248,7 @@ class ClientConnection(asyncio.Protocol):
                 nxt.start()
         else:
             self.idle_since = self.loop.time()
-        if not (self.queue and self.queue[-1].request_done):
+        if len(self.queue) <= 1:
             self.resume(PAUSE_PIPELINE)
 
     def start_tunnel(self, ex: Exchange) -> None:

@@ -3,7 +3,9 @@
 Controllers write it (``set_host``, ``revision(key).set_endpoints``); the proxy reads it on every
 request. Reads are plain dict lookups and one random draw so the hot path stays cheap. A revision
 with no ready endpoint makes ``acquire`` wait — this is where requests are held while the
-autoscaler brings a revision up from zero (the activator's job in Knative).
+autoscaler brings a revision up from zero (the activator's job in Knative). The same wait enforces
+``containerConcurrency``: with CC > 0 an endpoint takes at most CC requests and the rest queue, in
+arrival order, up to a bound (queue-proxy's breaker and the activator's throttler, in one place).
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from wisp.autoscaler.window import Stat
 from wisp.clock import Clock, SystemClock
 from wisp.dataplane.errors import AcquireTimeout, QueueFull, RevisionGone
 from wisp.dataplane.headers import normalize_host
 from wisp.dataplane.local import LocalRequest, LocalResponse
+from wisp.dataplane.meter import ConcurrencyMeter, observe_cold_start
 from wisp.dataplane.upstream import ConnectionPool
 
 LocalHandler = Callable[[LocalRequest], Awaitable[LocalResponse]]
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_MAX_WAITERS = 10_000  # the activator's per-revision queue depth
+QUEUE_DEPTH_PER_SLOT = 10  # queue-proxy admits CC in flight plus 10 x CC waiting per instance
 
 
 @dataclass(slots=True)
@@ -31,8 +36,10 @@ class RevisionMetrics:
     """Per-revision counters, read by the metrics exporter and the autoscaler's stat scraper."""
 
     requests: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # accepted and not finished, waiting ones included
     queued: int = 0
+    cold_starts: int = 0  # requests that waited for a revision with no ready instance
+    cold_start_seconds: float = 0.0  # their total wait
     responses_1xx: int = 0
     responses_2xx: int = 0
     responses_3xx: int = 0
@@ -78,6 +85,11 @@ class RevisionTarget:
 
     ``on_demand`` is called (with the revision key) whenever a request finds no ready endpoint, so
     the autoscaler can start an instance; the request itself waits in ``acquire``.
+
+    Balancing follows the activator (spec §4.2): CC 0 takes the less loaded of two random
+    endpoints; CC 1-3 the first endpoint with a free slot; CC > 3 round-robins over endpoints with
+    a free slot. Waiting requests are served first-come first-served: a slot freed by ``release`` or
+    a new endpoint is handed straight to the oldest waiter, and new arrivals never overtake it.
     """
 
     def __init__(
@@ -91,13 +103,22 @@ class RevisionTarget:
     ) -> None:
         self.key = key
         self.timeout_seconds = timeout_seconds
+        # 0 disables each: responseStartTimeoutSeconds and idleTimeoutSeconds of the revision.
+        self.response_start_timeout = 0.0
+        self.idle_timeout = 0.0
         self.max_waiters = max_waiters
+        self.container_concurrency = 0
+        # Proxy mode (the activator in the path): the queue holds up to `max_waiters`. In Serve mode
+        # with CC > 0 the bound is queue-proxy's, 10 x CC per ready instance.
+        self.activator_in_path = True
         self.on_demand: Callable[[str], None] | None = None
         self.metrics = RevisionMetrics()
         self._clock = clock or SystemClock()
+        self.meter = ConcurrencyMeter(self._clock.monotonic())
         self._max_idle = max_idle_per_endpoint
         self._endpoints: list[Endpoint] = []
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[Endpoint | None]] = deque()
+        self._rr = 0
         self._removed = False
         self._retired: dict[tuple[str, int], Endpoint] = {}  # left rotation with requests in flight
 
@@ -107,7 +128,7 @@ class RevisionTarget:
         return self._endpoints
 
     def set_endpoints(self, endpoints: list[tuple[str, int]]) -> None:
-        """Replace the ready set; requests only ever go to these. Waiting requests wake up.
+        """Replace the ready set; requests only ever go to these. Waiting requests get served.
 
         Endpoints that stay keep their counters and warm connections; dropped ones close their
         idle connections (in-flight requests on them finish normally).
@@ -116,14 +137,17 @@ class RevisionTarget:
         fresh: list[Endpoint] = []
         for host, port in dict.fromkeys(endpoints):
             ep = current.pop((host, port), None)
-            fresh.append(ep if ep is not None else Endpoint(host, port, self._max_idle))
+            if ep is None:
+                ep = self._retired.pop((host, port), None) or Endpoint(host, port, self._max_idle)
+                ep.pool.closed = False
+            fresh.append(ep)
         for gone in current.values():
             gone.pool.close()
             if gone.in_flight:
                 self._retired[gone.address] = gone
         self._endpoints = fresh
         if fresh:
-            self._wake_waiters()
+            self._dispatch()
 
     def in_flight(self, address: tuple[str, int]) -> int:
         """Requests still running on `address`, in rotation or not (what a drain waits for)."""
@@ -135,77 +159,162 @@ class RevisionTarget:
             count += retired.in_flight
         return count
 
-    def try_acquire(self, exclude: Endpoint | None = None) -> Endpoint | None:
-        """Pick an endpoint now without waiting: the less loaded of two random choices."""
+    # -- load accounting (the gate's stats) -------------------------------------------------------
+    def begin(self) -> None:
+        """A request for this revision was accepted (it may still have to wait for a slot)."""
+        metrics = self.metrics
+        metrics.requests += 1
+        metrics.in_flight += 1
+        self.meter.arrive(self._clock.monotonic())
+
+    def end(self) -> None:
+        """The request counted by ``begin`` is over."""
+        self.metrics.in_flight -= 1
+        self.meter.leave(self._clock.monotonic())
+
+    def sample_stat(self) -> Stat:
+        """Close the current stats period (the autoscaler calls this once a second)."""
+        return self.meter.sample(self._clock.monotonic())
+
+    def record_cold_start(self, seconds: float) -> None:
+        """A request waited `seconds` because the revision had no ready instance when it arrived."""
+        self.metrics.cold_starts += 1
+        self.metrics.cold_start_seconds += seconds
+        observe_cold_start(self.key, seconds)
+
+    def queue_limit(self) -> int:
+        """How many requests may wait: the activator's bound, or queue-proxy's when it is not in path."""
+        cc = self.container_concurrency
+        if self.activator_in_path or cc <= 0:
+            return self.max_waiters
+        return QUEUE_DEPTH_PER_SLOT * cc * max(1, len(self._endpoints))
+
+    # -- picking an endpoint ----------------------------------------------------------------------
+    def _pick(self, exclude: Endpoint | None) -> Endpoint | None:
+        """The endpoint the balancing policy chooses, or None when none has a free slot."""
         eps = self._endpoints
         n = len(eps)
         if n == 0:
             return None
-        if n == 1:
-            ep = eps[0]
-        else:
+        cc = self.container_concurrency
+        if cc <= 0:
+            if n == 1:
+                return eps[0]
             a, b = random.sample(eps, 2)
             ep = a if a.in_flight <= b.in_flight else b
             if ep is exclude:
                 ep = b if ep is a else a
-        ep.in_flight += 1
+            return ep
+        start = self._rr % n if cc > 3 else 0
+        for i in range(n):
+            ep = eps[(start + i) % n]
+            if ep.in_flight < cc and ep is not exclude:
+                if cc > 3:
+                    self._rr = (start + i + 1) % n
+                return ep
+        return None
+
+    def try_acquire(self, exclude: Endpoint | None = None) -> Endpoint | None:
+        """Take a slot now without waiting, or None (no endpoint, no free slot, or others queued).
+
+        ``exclude`` (a retry after a failed attempt on that endpoint) prefers another endpoint; a
+        retry may take a free slot ahead of the queue, since it was admitted before the waiters.
+        """
+        if exclude is None and self._waiters:
+            return None  # first come, first served
+        ep = self._pick(exclude)
+        if ep is not None:
+            ep.in_flight += 1
         return ep
 
     async def acquire(self, timeout: float) -> Endpoint:
-        """An endpoint to send one request to, waiting up to ``timeout`` seconds for one to exist.
+        """An endpoint to send one request to, waiting up to ``timeout`` seconds for a slot.
 
         Raises ``AcquireTimeout`` (→ 504), ``QueueFull`` (→ 503) or ``RevisionGone`` (→ 503).
         """
         ep = self.try_acquire()
         if ep is not None:
             return ep
-        self.notify_demand()
         if self._removed:
             raise RevisionGone(self.key)
-        if self.metrics.queued >= self.max_waiters:
-            raise QueueFull(self.key, self.max_waiters)
+        if not self._endpoints:
+            self.notify_demand()
+        limit = self.queue_limit()
+        if self.metrics.queued >= limit:
+            raise QueueFull(self.key, limit)
         self.metrics.queued += 1
         deadline = asyncio.ensure_future(self._clock.sleep(timeout))
         try:
-            return await self._wait_for_endpoint(deadline, timeout)
+            return await self._wait_for_slot(deadline, timeout)
         finally:
             deadline.cancel()
             self.metrics.queued -= 1
 
-    async def _wait_for_endpoint(self, deadline: asyncio.Future[None], timeout: float) -> Endpoint:
+    async def _wait_for_slot(self, deadline: asyncio.Future[None], timeout: float) -> Endpoint:
         loop = asyncio.get_running_loop()
+        front = False
         while True:
-            fut: asyncio.Future[None] = loop.create_future()
-            self._add_waiter(fut)
+            fut: asyncio.Future[Endpoint | None] = loop.create_future()
+            self._enqueue(fut, front)
+            self._dispatch()
             try:
                 await asyncio.wait((fut, deadline), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not fut.done():
-                    fut.cancel()
-            if self._removed:
-                raise RevisionGone(self.key)
-            if fut.done() and not fut.cancelled():
-                ep = self.try_acquire()
-                if ep is not None:
-                    return ep
-            if deadline.done():
+            except BaseException:
+                self._abandon(fut)
+                raise
+            if not fut.done():
+                fut.cancel()
+                if self._removed:
+                    raise RevisionGone(self.key)
                 raise AcquireTimeout(self.key, timeout)
+            ep = fut.result()
+            if ep is None:
+                raise RevisionGone(self.key)
+            if not ep.pool.closed:
+                return ep
+            # Handed an endpoint that left rotation before this task ran: give it back, wait again
+            # at the head of the queue.
+            self.release(ep)
+            front = True
 
-    def _add_waiter(self, fut: asyncio.Future[None]) -> None:
+    def _enqueue(self, fut: asyncio.Future[Endpoint | None], front: bool) -> None:
         # Cancelled waiters are removed lazily; compact when they dominate the queue.
         if len(self._waiters) > 2 * self.metrics.queued + 16:
             self._waiters = deque(w for w in self._waiters if not w.done())
-        self._waiters.append(fut)
+        if front:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
 
-    def _wake_waiters(self) -> None:
-        waiters, self._waiters = self._waiters, deque()
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+    def _abandon(self, fut: asyncio.Future[Endpoint | None]) -> None:
+        """The waiting task was cancelled: return a slot it may have been handed meanwhile."""
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled():
+            ep = fut.result()
+            if ep is not None:
+                self.release(ep)
+
+    def _dispatch(self) -> None:
+        """Hand free slots to waiters, oldest first."""
+        waiters = self._waiters
+        while waiters:
+            fut = waiters[0]
+            if fut.done():
+                waiters.popleft()
+                continue
+            ep = self._pick(None)
+            if ep is None:
+                return
+            ep.in_flight += 1
+            waiters.popleft()
+            fut.set_result(ep)
 
     def release(self, ep: Endpoint) -> None:
-        """Give back the slot taken by ``acquire``/``try_acquire``."""
+        """Give back the slot taken by ``acquire``/``try_acquire``; the oldest waiter may take it."""
         ep.in_flight -= 1
+        if self._waiters:
+            self._dispatch()
 
     def notify_demand(self) -> None:
         """Poke the autoscaler: a request arrived and nothing is ready."""
@@ -219,7 +328,10 @@ class RevisionTarget:
         for ep in self._endpoints:
             ep.pool.close()
         self._endpoints = []
-        self._wake_waiters()
+        waiters, self._waiters = self._waiters, deque()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
