@@ -217,14 +217,11 @@ def _specversion(raw: Mapping[str, object]) -> str:
     return version
 
 
-def validate_attributes(raw: Mapping[str, object]) -> dict[str, AttributeValue]:
-    """Check a whole attribute set and return it in canonical form; ``None`` values mean "unset".
-
-    Raises ``InvalidEventError`` (or ``UnsupportedSpecVersionError``) naming the first bad attribute.
-    """
-    core = _CORE[_specversion(raw)]
+def validate_changes(specversion: str, changes: Mapping[str, object]) -> dict[str, AttributeValue]:
+    """Canonical forms of optional or extension attributes being set on an already valid event."""
+    core = _CORE[specversion]
     out: dict[str, AttributeValue] = {}
-    for name, value in raw.items():
+    for name, value in changes.items():
         if value is None:
             continue
         kind = core.get(name)
@@ -234,6 +231,15 @@ def validate_attributes(raw: Mapping[str, object]) -> dict[str, AttributeValue]:
             out[name] = _extension_value(name, value)
         else:
             raise _invalid(name, "is not a valid attribute name (lower-case a-z and 0-9 only)")
+    return out
+
+
+def validate_attributes(raw: Mapping[str, object]) -> dict[str, AttributeValue]:
+    """Check a whole attribute set and return it in canonical form; ``None`` values mean "unset".
+
+    Raises ``InvalidEventError`` (or ``UnsupportedSpecVersionError``) naming the first bad attribute.
+    """
+    out = validate_changes(_specversion(raw), raw)
     for name in REQUIRED:
         if name not in out:
             raise InvalidEventError(f"missing required attribute {name!r}", attribute=name)

@@ -11,12 +11,14 @@ from typing import Any, TypeAlias
 
 from wisp.eventing.ce import _json
 from wisp.eventing.ce.attributes import (
+    REQUIRED,
     V03,
     AttributeValue,
     core_attributes,
     is_json_content_type,
     parse_timestamp,
     validate_attributes,
+    validate_changes,
 )
 
 __all__ = ["CloudEvent", "EventData"]
@@ -151,8 +153,20 @@ class CloudEvent:
     # -- derived events ----------------------------------------------------------------------
 
     def with_attributes(self, **changes: object) -> CloudEvent:
-        """A copy with attributes set (or removed, when the new value is ``None``), re-validated."""
-        return CloudEvent({**self.attributes, **changes}, self.data)
+        """A copy with attributes set (or removed, when the new value is ``None``), re-validated.
+
+        Only the changed attributes are checked when none of them is required or the specversion:
+        the rest were validated when this event was made (brokers stamp two extensions per event).
+        """
+        if any(name in REQUIRED for name in changes):
+            return CloudEvent({**self.attributes, **changes}, self.data)
+        merged = dict(self.attributes)
+        checked = validate_changes(str(merged["specversion"]), changes)
+        for name, value in changes.items():
+            if value is None:
+                merged.pop(name, None)
+        merged.update(checked)
+        return CloudEvent._trusted(merged, self.data)
 
     def with_data(self, data: EventData, datacontenttype: str | None = None) -> CloudEvent:
         """A copy carrying new data (and, if given, a new content type)."""
