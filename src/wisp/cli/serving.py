@@ -210,22 +210,58 @@ def service_update(ctx: typer.Context, name: str, image: ImageOpt = None, env: E
     _finish(client, updated, namespace, wait, wait_timeout, "Updating")
 
 
+def scaling_state(rev: dict[str, Any]) -> str:
+    """The revision's Active condition in words: Active, Activating (requests held) or Scaled to zero."""
+    active = output.condition(rev, "Active")
+    status, reason = active.get("status", ""), active.get("reason", "")
+    if status == "True":
+        return "Active"
+    if status == "False":
+        if not (rev.get("status") or {}).get("actualReplicas", 0):
+            return "Scaled to zero"
+        return f"Scaling to zero ({reason})" if reason else "Scaling to zero"
+    return f"Activating ({reason})" if reason else "Activating"
+
+
+def replicas(rev: dict[str, Any]) -> str:
+    """`ready/desired` instances; `?` while the autoscaler has no decision yet."""
+    st = rev.get("status") or {}
+    desired = st.get("desiredReplicas")
+    return f"{st.get('actualReplicas', 0)}/{'?' if desired is None else desired}"
+
+
+def _served_replicas(svc: dict[str, Any], revisions: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """Ready/desired instances summed over the revisions the service sends traffic to."""
+    ns = svc["metadata"]["namespace"]
+    names = {t.get("revisionName", "") for t in (svc.get("status") or {}).get("traffic") or []}
+    ready = desired = 0
+    for name in names:
+        st = (revisions.get((ns, name)) or {}).get("status") or {}
+        ready += int(st.get("actualReplicas") or 0)
+        desired += int(st.get("desiredReplicas") or 0)
+    return f"{ready}/{desired}"
+
+
 @service_app.command("list")
 def service_list(namespace: NamespaceOpt = "default",
                  all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False) -> None:
-    """List services with URL, latest revision and readiness."""
-    items = Client(STATE.api).list(SERVICE, None if all_namespaces else namespace)
+    """List services with URL, latest revision, instances (ready/desired) and readiness."""
+    client = Client(STATE.api)
+    ns = None if all_namespaces else namespace
+    items = client.list(SERVICE, ns)
     if not items:
         output.err_console.print("No services found.")
         return
+    revisions = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in client.list(REVISION, ns)}
     rows = []
     for svc in items:
         st = svc.get("status") or {}
         conds, ready, reason = output.ready_summary(svc)
         rows.append((svc["metadata"]["namespace"], svc["metadata"]["name"], st.get("url", ""),
-                     st.get("latestCreatedRevisionName", ""), output.age(svc["metadata"].get("creationTimestamp")),
-                     conds, ready, reason))
-    output.table(("NAMESPACE", "NAME", "URL", "LATEST", "AGE", "CONDITIONS", "READY", "REASON"), rows)
+                     st.get("latestCreatedRevisionName", ""), _served_replicas(svc, revisions),
+                     output.age(svc["metadata"].get("creationTimestamp")), conds, ready, reason))
+    output.table(("NAMESPACE", "NAME", "URL", "LATEST", "REPLICAS", "AGE", "CONDITIONS", "READY", "REASON"),
+                 rows)
 
 
 @service_app.command("describe")
@@ -247,12 +283,10 @@ def service_describe(name: str, namespace: NamespaceOpt = "default",
     rows = []
     for t in st.get("traffic") or []:
         rev = revisions.get(t.get("revisionName", ""), {})
-        rst = rev.get("status") or {}
         rows.append((f"{t.get('percent', 0)}%", ("@latest " if t.get("latestRevision") else "")
-                     + t.get("revisionName", ""), f"#{t['tag']}" if t.get("tag") else "",
-                     f"{rst.get('actualReplicas', 0)}/{rst.get('desiredReplicas', 0)}",
-                     output.condition(rev).get("status", "")))
-    output.table(("TRAFFIC", "REVISION", "TAG", "REPLICAS", "READY"), rows)
+                     + t.get("revisionName", ""), f"#{t['tag']}" if t.get("tag") else "", replicas(rev),
+                     scaling_state(rev), output.condition(rev).get("status", "")))
+    output.table(("TRAFFIC", "REVISION", "TAG", "REPLICAS", "SCALING", "READY"), rows)
     output.console.print("\nConditions:")
     output.conditions_table(svc)
 
@@ -308,7 +342,7 @@ def revision_describe(name: str, namespace: NamespaceOpt = "default",
         f"{output.age(rev['metadata'].get('creationTimestamp'))}\n"
         f"Image:        {container.get('image', '')} {digest}\n"
         f"Command:      {' '.join([*(container.get('command') or []), *(container.get('args') or [])])}\n"
-        f"Replicas:     {st.get('actualReplicas', 0)}/{st.get('desiredReplicas', 0)}\n"
+        f"Replicas:     {replicas(rev)} (ready/desired), {scaling_state(rev)}\n"
         f"Concurrency:  {(rev.get('spec') or {}).get('containerConcurrency', 0)}")
     output.console.print("\nConditions:")
     output.conditions_table(rev)

@@ -3,8 +3,11 @@
 One `RevisionSupervisor` per revision. The Revision reconciler calls `ensure(rev)` (the
 `ensure_revision` hook) and gets back a `RuntimeReport` for the Revision's conditions; the
 supervisor's status changes flow the other way, into the routing table (ready endpoints) and back
-into the reconciler's queue. Scale here is what serving needs without the autoscaler: routed and
-pending revisions run their initial scale; revisions no route points at drain and stop.
+into the reconciler's queue. How many instances run is the autoscaler's call: `ensure` tracks each
+revision with its resolved `autoscaling.knative.dev/*` settings, a request finding nothing ready
+pokes it (`RevisionTarget.on_demand`), and each `ScaleResult` it produces is applied here — the
+supervisor's scale, the router's queue mode — and shown in the Revision's status (`actualReplicas`,
+`desiredReplicas`, `Active`). Revisions no route points at drain and stop.
 """
 
 from __future__ import annotations
@@ -14,39 +17,36 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from wisp.api.autoscaling import AutoscalingSpec, resolve
+from wisp.autoscaler.loop import Autoscaler
+from wisp.autoscaler.scaler import Mode, ScaleResult
+from wisp.autoscaler.window import Stat
 from wisp.build import ImageStore
 from wisp.controllers.base import Context, Key, Obj
 from wisp.controllers.instancespec import SpecError, build_spec
 from wisp.controllers.revision import RuntimeReport
-from wisp.dataplane.table import RoutingTable
+from wisp.dataplane.table import RevisionTarget, RoutingTable
 from wisp.runtime.base import Instance, RuntimeBackend
 from wisp.runtime.supervisor import RevisionSupervisor, SupervisorStatus
 
 log = logging.getLogger("wisp.serving")
 ROUTING_STATE = "serving.knative.dev/routingState"
-MIN_SCALE_KEYS = ("autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/minScale")
 RUNTIME_ANNOTATION = "wisp.dev/runtime"
-INITIAL_SCALE_KEYS = ("autoscaling.knative.dev/initial-scale", "autoscaling.knative.dev/initialScale")
+QUEUED_MESSAGE = "Requests to the target are being buffered as resources are provisioned."
 
 
-def _annotation_int(rev: Obj, keys: tuple[str, ...], default: int) -> int:
-    annotations = rev["metadata"].get("annotations") or {}
-    for key in keys:
-        if key in annotations:
-            try:
-                return int(annotations[key])
-            except ValueError:
-                return default
-    return default
+def reachable(rev: Obj) -> bool:
+    """Whether a route may send the revision traffic (Knative's PA reachability)."""
+    return (rev["metadata"].get("labels") or {}).get(ROUTING_STATE) != "reserve"
 
 
-def desired_scale(rev: Obj, default_initial: int) -> int:
-    """Instances a revision should run while no autoscaler drives it."""
-    if (rev["metadata"].get("labels") or {}).get(ROUTING_STATE) == "reserve":
-        return 0
-    min_scale = _annotation_int(rev, MIN_SCALE_KEYS, 0)
-    initial = _annotation_int(rev, INITIAL_SCALE_KEYS, default_initial)
-    return max(1, min_scale, initial)
+def configure_target(target: RevisionTarget, rev: Obj, default_timeout: float) -> None:
+    """Copy the revision's request limits onto its gate in the router."""
+    spec = rev.get("spec") or {}
+    target.timeout_seconds = float(spec.get("timeoutSeconds") or default_timeout)
+    target.response_start_timeout = float(spec.get("responseStartTimeoutSeconds") or 0)
+    target.idle_timeout = float(spec.get("idleTimeoutSeconds") or 0)
+    target.container_concurrency = int(spec.get("containerConcurrency") or 0)
 
 
 @dataclass
@@ -54,6 +54,8 @@ class _Managed:
     supervisor: RevisionSupervisor
     digest: str
     last: SupervisorStatus
+    applied: int | None = None  # the scale last handed to the supervisor
+    shown: tuple[str, str, int | None] | None = None  # (Active status, reason, desired) last requeued for
 
 
 class RevisionRuntime:
@@ -72,6 +74,8 @@ class RevisionRuntime:
         self._managed: dict[str, _Managed] = {}
         self._failed: dict[str, SpecError] = {}
         self._lock = asyncio.Lock()
+        self.autoscaler = Autoscaler(ctx.clock, self._stat, self._ready, self._apply,
+                                     tick_interval=ctx.config.autoscaler.tick_interval)
 
     @staticmethod
     def key(ns: str, name: str) -> str:
@@ -91,10 +95,48 @@ class RevisionRuntime:
                                          active="False", active_reason="NoTraffic",
                                          active_message="The revision cannot start.")
         target = self.table.revision(key)
-        target.timeout_seconds = float((rev.get("spec") or {}).get("timeoutSeconds")
-                                       or self.ctx.config.defaults.revision_timeout_seconds)
-        await managed.supervisor.scale(desired_scale(rev, self.ctx.config.autoscaler.initial_scale))
-        return self._report(managed)
+        configure_target(target, rev, self.ctx.config.defaults.revision_timeout_seconds)
+        target.on_demand = self.autoscaler.demand
+        self.autoscaler.start()  # here rather than in __init__: it needs the running loop
+        new = self.autoscaler.track(key, self.autoscaling_spec(rev), reachable=reachable(rev),
+                                    progress_deadline=self._progress_deadline(rev))
+        # A new revision gets its initial scale now; a known one re-applies the last decision to
+        # whatever changed (ready instances, reachability) without waiting for the next tick.
+        await (self.autoscaler.evaluate(key) if new else self.autoscaler.refresh(key))
+        return self._report(managed, self.autoscaler.last(key))
+
+    def autoscaling_spec(self, rev: Obj) -> AutoscalingSpec:
+        """The revision's effective autoscaling settings (annotations over config-autoscaler)."""
+        annotations = rev["metadata"].get("annotations") or {}
+        cc = int((rev.get("spec") or {}).get("containerConcurrency") or 0)
+        return resolve(annotations, self.ctx.config, cc)
+
+    # ---- autoscaler callbacks ------------------------------------------------------------------
+
+    def _stat(self, key: str) -> Stat:
+        return self.table.revision(key).sample_stat()
+
+    def _ready(self, key: str) -> int:
+        managed = self._managed.get(key)
+        return managed.supervisor.status.ready if managed else 0
+
+    async def _apply(self, key: str, result: ScaleResult) -> None:
+        """Make a scaling result true: router queue mode, supervisor scale, Revision status."""
+        managed = self._managed.get(key)
+        if managed is None:
+            return
+        self.table.revision(key).activator_in_path = result.mode is Mode.PROXY
+        if managed.applied != result.replicas:
+            managed.applied = result.replicas
+            try:
+                await managed.supervisor.scale(result.replicas)
+            except RuntimeError:  # closed meanwhile: the revision is being deleted
+                return
+        shown = (result.active.status, result.active.reason, result.desired_replicas)
+        if shown != managed.shown:
+            managed.shown = shown
+            ns, _, name = key.partition("/")
+            self._requeue((ns, name))
 
     async def _start(self, rev: Obj, key: str) -> _Managed:
         grace = self.ctx.config.deployment.termination_grace_period
@@ -145,25 +187,28 @@ class RevisionRuntime:
 
         return drain
 
-    def _report(self, managed: _Managed) -> RuntimeReport:
+    def _report(self, managed: _Managed, result: ScaleResult | None) -> RuntimeReport:
         st = managed.supervisor.status
         failure = st.failure
-        if st.actual > 0 or st.ready > 0:
+        desired = st.desired
+        if result is not None:
+            active = (result.active.status, result.active.reason, result.active.message)
+            if result.desired_replicas is not None:
+                desired = result.desired_replicas
+        elif st.ready > 0:
             active = ("True", "", "")
-        elif st.desired == 0:
-            active = ("False", "NoTraffic", "The target is not receiving traffic.")
         else:
-            active = ("Unknown", "Queued", "Requests to the target are being buffered as resources are "
-                      "provisioned.")
+            active = ("Unknown", "Queued", QUEUED_MESSAGE)
         return RuntimeReport(
             initial_scale_reached=st.initial_scale_reached, actual_replicas=st.ready,
-            desired_replicas=st.desired, failure_reason=failure.reason if failure else "",
+            desired_replicas=desired, failure_reason=failure.reason if failure else "",
             failure_message=failure.message if failure else "", image_digest=managed.digest,
             active=active[0], active_reason=active[1], active_message=active[2])
 
     async def forget(self, ns: str, name: str) -> None:
         """The Revision was deleted: stop routing to it, drain, and stop its instances."""
         key = self.key(ns, name)
+        self.autoscaler.forget(key)
         async with self._lock:
             managed = self._managed.pop(key, None)
         if managed is not None:
@@ -175,6 +220,7 @@ class RevisionRuntime:
         return managed.supervisor.instances if managed else []
 
     async def close(self) -> None:
+        await self.autoscaler.stop()
         async with self._lock:
             managed, self._managed = list(self._managed.values()), {}
         await asyncio.gather(*(m.supervisor.close() for m in managed), return_exceptions=True)

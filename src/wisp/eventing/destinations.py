@@ -12,6 +12,7 @@ host in the `Host` header, exactly as the router expects.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ from wisp.api import kinds
 from wisp.api.errors import NotFound
 from wisp.eventing.delivery import Destination, KReference
 from wisp.eventing.dispatch import Response
+from wisp.eventing.httpclient import HttpClient, HttpClientError, ProtocolError, authority, build_request, split_url
 from wisp.store import Store
 
 __all__ = ["HttpSender", "UnresolvedDestination", "connect_target", "resolve_destination", "resolve_ref"]
@@ -95,28 +97,79 @@ def connect_target(url: str, domain: str, ingress: tuple[str, int]) -> tuple[str
     return urlunsplit((parts.scheme or "http", netloc, parts.path, parts.query, "")), parts.netloc
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    host: str
+    port: int
+    target: str
+    host_header: str
+
+
+_MAX_ROUTES = 1024
+
+
 class HttpSender:
-    """Delivers events over one shared keep-alive pool; hosts under the domain go via ingress.
+    """Delivers events over keep-alive pools; hosts under the domain go via ingress.
 
     Implements `wisp.eventing.dispatch.Sender`: HTTP and transport failures become a `Response`
-    (status None for the latter), never an exception, so the retry logic sees one shape.
+    (status None for the latter), never an exception, so the retry logic sees one shape. Plain
+    `http` goes through `wisp.eventing.httpclient` (deliveries are the dispatcher's hot path);
+    only `https` URLs use httpx, created on first need.
     """
 
     def __init__(self, domain: str, ingress: tuple[str, int], *, max_connections: int = 512) -> None:
         self._domain = domain
         self._ingress = ingress
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
+        self._max_connections = max_connections
+        self._client = HttpClient(max_connections=max_connections)
+        self._tls: httpx.AsyncClient | None = None
+        self._routes: dict[str, _Route | None] = {}
 
     async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> Response:
+        route = self._routes.get(url)
+        if route is None and url not in self._routes:
+            route = self._route(url)
+        if route is None:
+            target, host = connect_target(url, self._domain, self._ingress)
+            return await self._send_httpx(target, host, headers, body, timeout)
+        try:
+            raw = build_request("POST", route.target, route.host_header, headers.items(), body)
+            resp = await self._client.request(route.host, route.port, raw, timeout)
+        except HttpClientError as e:
+            return Response(None, error=f"{type(e).__name__}: {e}")
+        return Response(resp.status, resp.headers, resp.body)
+
+    def _route(self, url: str) -> _Route | None:
+        """Where a plain-http URL is dialled, remembered (subscribers are few, deliveries many)."""
         target, host = connect_target(url, self._domain, self._ingress)
+        route: _Route | None = None
+        if target.startswith("http://"):
+            try:
+                dial, port, path = split_url(target)
+            except ProtocolError:
+                route = None  # httpx reports the bad URL in its own words
+            else:
+                route = _Route(dial, port, path, host or authority(dial, port))
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[url] = route
+        return route
+
+    async def _send_httpx(self, url: str, host: str | None, headers: dict[str, str], body: bytes,
+                          timeout: float) -> Response:
+        if self._tls is None:
+            limits = httpx.Limits(max_connections=self._max_connections,
+                                  max_keepalive_connections=self._max_connections)
+            self._tls = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
         if host is not None:
             headers = {**headers, "host": host}
         try:
-            resp = await self._client.post(target, content=body, headers=headers, timeout=timeout)
+            resp = await self._tls.post(url, content=body, headers=headers, timeout=timeout)
         except httpx.HTTPError as e:
             return Response(None, error=f"{type(e).__name__}: {e}")
         return Response(resp.status_code, resp.headers.multi_items(), resp.content)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()

@@ -30,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from wisp.clock import Clock
 from wisp.eventing.broker import TTL_EXTENSION, IngressRejected
@@ -122,7 +123,10 @@ class Response:
 
 
 class Sender(Protocol):
-    """Posts one request; never raises for HTTP or transport failures (they are a `Response`)."""
+    """Posts one request; never raises for HTTP or transport failures (they are a `Response`).
+
+    `headers` may be shared with other deliveries of the same event: read it, never change it.
+    """
 
     async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> Response: ...
 
@@ -181,10 +185,13 @@ class TriggerDispatcher:
         self._timers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._lag_checked = float("-inf")
+        self._meters = _Meters(metrics, spec.labels)
 
     def update(self, spec: TriggerSpec) -> None:
         """Deliver with a new spec from now on (in-flight deliveries finish with the old one)."""
         self.spec = spec
+        if spec.labels != self._meters.labels:
+            self._meters = _Meters(self._metrics, spec.labels)
         self._wake.set()
 
     async def start(self) -> None:
@@ -233,12 +240,14 @@ class TriggerDispatcher:
     async def _dispatch(self, spec: TriggerSpec, records: list[Record]) -> None:
         """Ack what the filter rejects in one call; start a delivery task per match."""
         skipped: list[int] = []
+        stream = spec.stream
         for record in records:
-            event = _decode(spec, record)
+            decoded = _DECODED.get(stream, record, spec)
+            event = decoded.event
             if event is None or not spec.matcher(event.attributes):
                 skipped.append(record.offset)
                 continue
-            task = asyncio.create_task(self._deliver(spec, record, event))
+            task = asyncio.create_task(self._deliver(spec, record, event, decoded.outgoing()))
             self._inflight.add(task)
             task.add_done_callback(self._done)
         if skipped:
@@ -291,22 +300,23 @@ class TriggerDispatcher:
             self._metrics.lag.labels(*spec.labels).set(await self._log.lag(spec.stream, spec.consumer))
 
     # -- one delivery ------------------------------------------------------------------------
-    async def _deliver(self, spec: TriggerSpec, record: Record, event: CloudEvent) -> None:
-        ttl = event.get(TTL_EXTENSION)
-        outcome = await self._attempt(spec, spec.subscriber, event.with_attributes(**{TTL_EXTENSION: None}))
+    async def _deliver(self, spec: TriggerSpec, record: Record, event: CloudEvent, outgoing: CloudEvent) -> None:
+        """`outgoing` is `event` without the broker TTL (shared by every Trigger delivering it)."""
+        outcome = await self._attempt(spec, spec.subscriber, outgoing)
         dest = spec.subscriber
         if outcome.ok and outcome.reply is not None:
-            outcome = await self._reply(spec, outcome.reply, ttl)
+            outcome = await self._reply(spec, outcome.reply, event.get(TTL_EXTENSION))
             dest = spec.broker_url or dest
+        meters = self._meters
         if outcome.ok:
             await self._log.ack(spec.stream, spec.consumer, [record.offset])
-            self._metrics.delivered.labels(*spec.labels).inc()
-            self._metrics.latency.labels(*spec.labels).observe(max(0.0, self._clock.now() - record.appended_at))
+            meters.delivered.inc()
+            meters.latency.observe(max(0.0, self._clock.now() - record.appended_at))
             return
         await self._failed(spec, record, event, outcome, dest)
 
     async def _attempt(self, spec: TriggerSpec, url: str, event: CloudEvent) -> Outcome:
-        headers, body = encode_for_subscriber(event, spec.policy)
+        headers, body = _DECODED.encoded(event, spec.policy)
         resp = await self._sender.send(url, headers, body, spec.policy.timeout or DEFAULT_TIMEOUT)
         return classify(resp)
 
@@ -321,7 +331,7 @@ class TriggerDispatcher:
                 return Outcome(True, 200)
             retry_after = None if e.retry_after is None else str(e.retry_after)
             return Outcome(False, e.status, body=e.message.encode(), retry_after=retry_after)
-        self._metrics.replies.labels(*spec.labels).inc()
+        self._meters.replies.inc()
         return Outcome(True, 200)
 
     async def _failed(self, spec: TriggerSpec, record: Record, event: CloudEvent, outcome: Outcome,
@@ -332,14 +342,14 @@ class TriggerDispatcher:
         if verdict.action == "retry":
             await self._log.nack(spec.stream, spec.consumer, record.offset, retry_at=now + verdict.delay)
             self._start_timer(now + verdict.delay)
-            self._metrics.retried.labels(*spec.labels).inc()
+            self._meters.retried.inc()
             return
         if verdict.action == "dead_letter" and spec.dead_letter_uri:
             attrs = with_dead_letter_extensions(event.attributes, destination=dest, status=outcome.status,
                                                 body=outcome.body)
             await self._dead_letter(spec, CloudEvent(attrs, event.data))
         else:
-            self._metrics.dropped.labels(*spec.labels).inc()
+            self._meters.dropped.inc()
             log.warning("%s/trigger/%s: event %s dropped after %d attempt(s), last status %s %s",
                         spec.namespace, spec.name, event.id, record.attempts + 1, outcome.status,
                         outcome.body[:200].decode("utf-8", "replace"))
@@ -353,17 +363,122 @@ class TriggerDispatcher:
         while True:
             outcome = await self._attempt(spec, spec.dead_letter_uri, event)
             if outcome.ok:
-                self._metrics.dead_lettered.labels(*spec.labels).inc()
+                self._meters.dead_lettered.inc()
                 return
             failures += 1
             verdict = on_failure(spec.policy, failures, status=outcome.status,
                                  retry_after=outcome.retry_after, now=self._clock.now())
             if verdict.action != "retry":
-                self._metrics.dropped.labels(*spec.labels).inc()
+                self._meters.dropped.inc()
                 log.error("%s/trigger/%s: dead-letter sink refused event %s (status %s); dropped",
                           spec.namespace, spec.name, event.id, outcome.status)
                 return
             await self._clock.sleep(verdict.delay)
+
+
+class _Meters:
+    """One Trigger's metric children, looked up once instead of per event."""
+
+    __slots__ = ("dead_lettered", "delivered", "dropped", "labels", "latency", "replies", "retried")
+
+    def __init__(self, metrics: EventingMetrics, labels: tuple[str, str, str]) -> None:
+        self.labels = labels
+        self.delivered: Any = metrics.delivered.labels(*labels)
+        self.latency: Any = metrics.latency.labels(*labels)
+        self.retried: Any = metrics.retried.labels(*labels)
+        self.dropped: Any = metrics.dropped.labels(*labels)
+        self.dead_lettered: Any = metrics.dead_lettered.labels(*labels)
+        self.replies: Any = metrics.replies.labels(*labels)
+
+
+class _Decoded:
+    """A stored record decoded once for every Trigger of its broker, with what deliveries derive.
+
+    Ten Triggers on one broker read the same record ten times; decoding it, stripping the TTL and
+    encoding it for HTTP are the same work each time, so they are done once and shared (events
+    are immutable). Encodings are kept per delivery format.
+    """
+
+    __slots__ = ("cache", "data", "encodings", "event", "stripped")
+
+    def __init__(self, data: bytes, event: CloudEvent | None, cache: _DecodeCache | None) -> None:
+        self.data = data
+        self.event = event
+        self.cache = cache  # None when the record was too big to keep
+        self.stripped: CloudEvent | None = None
+        self.encodings: dict[str | None, tuple[dict[str, str], bytes]] = {}
+
+    def outgoing(self) -> CloudEvent:
+        """The event as subscribers get it: without `knativebrokerttl`."""
+        if self.stripped is None:
+            assert self.event is not None
+            self.stripped = self.event.with_attributes(**{TTL_EXTENSION: None})
+            if self.cache is not None:
+                self.cache.remember(self)
+        return self.stripped
+
+
+class _DecodeCache:
+    """Recently decoded records, bounded by count and by payload bytes, least recently used out.
+
+    Keyed by (stream, offset) and checked against the record bytes, so two logs holding the same
+    stream name in one process can never see each other's events. `encoded` finds a shared
+    encoding by the identity of the outgoing event (held by the entry, so its id stays unique).
+    """
+
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._entries: OrderedDict[tuple[str, int], _Decoded] = OrderedDict()
+        self._by_outgoing: dict[int, _Decoded] = {}
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+
+    def get(self, stream: str, record: Record, spec: TriggerSpec) -> _Decoded:
+        key = (stream, record.offset)
+        entry = self._entries.get(key)
+        if entry is not None and entry.data == record.data:
+            self._entries.move_to_end(key)
+            return entry
+        event = _decode(spec, record)
+        if len(record.data) > self._max_bytes // 4:
+            return _Decoded(record.data, event, None)  # a huge record would flush everything else
+        entry = _Decoded(record.data, event, self)
+        self._put(key, entry)
+        return entry
+
+    def remember(self, entry: _Decoded) -> None:
+        """Index a cached entry by its outgoing event, so `encoded` can find it."""
+        if entry.stripped is not None and entry.cache is self:
+            self._by_outgoing[id(entry.stripped)] = entry
+
+    def encoded(self, event: CloudEvent, policy: DeliveryPolicy) -> tuple[dict[str, str], bytes]:
+        """`encode_for_subscriber`, shared between deliveries of one cached outgoing event."""
+        entry = self._by_outgoing.get(id(event))
+        if entry is None or entry.stripped is not event:
+            return encode_for_subscriber(event, policy)
+        found = entry.encodings.get(policy.format)
+        if found is None:
+            found = entry.encodings[policy.format] = encode_for_subscriber(event, policy)
+        return found
+
+    def _put(self, key: tuple[str, int], entry: _Decoded) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._forget(old)
+        self._entries[key] = entry
+        self._bytes += len(entry.data)
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._forget(evicted)
+
+    def _forget(self, entry: _Decoded) -> None:
+        self._bytes -= len(entry.data)
+        entry.cache = None  # an evicted entry still being delivered must not re-index itself
+        if entry.stripped is not None:
+            self._by_outgoing.pop(id(entry.stripped), None)
+
+
+_DECODED = _DecodeCache()
 
 
 def _decode(spec: TriggerSpec, record: Record) -> CloudEvent | None:

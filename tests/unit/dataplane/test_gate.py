@@ -220,3 +220,17 @@ def test_cold_starts_are_counted() -> None:
     t.record_cold_start(0.25)
     t.record_cold_start(0.15)
     assert t.metrics.cold_starts == 2 and t.metrics.cold_start_seconds == pytest.approx(0.4)
+
+
+def test_revision_spec_limits_reach_the_gate() -> None:
+    from wisp.controllers.instances import configure_target
+
+    t = RevisionTarget("ns/app-1", clock=FakeClock())
+    rev = {"spec": {"timeoutSeconds": 30, "responseStartTimeoutSeconds": 5, "idleTimeoutSeconds": 7,
+                    "containerConcurrency": 4}}
+    configure_target(t, rev, default_timeout=300)
+    assert (t.timeout_seconds, t.response_start_timeout, t.idle_timeout, t.container_concurrency) == (
+        30.0, 5.0, 7.0, 4)
+    configure_target(t, {"spec": {}}, default_timeout=300)
+    assert (t.timeout_seconds, t.response_start_timeout, t.idle_timeout, t.container_concurrency) == (
+        300.0, 0.0, 0.0, 0)
