@@ -18,7 +18,7 @@ import typer
 from wisp.api import kinds
 from wisp.cli import output
 from wisp.cli.client import Client, CLIError, api_base
-from wisp.cli.state import STATE
+from wisp.cli.state import STATE, NamespaceOpt
 from wisp.eventing.cloudevents import CloudEvent, to_binary, to_structured
 
 BROKER = kinds.lookup("brokers")
@@ -28,7 +28,6 @@ broker_app = typer.Typer(no_args_is_help=True, help="Manage brokers.")
 trigger_app = typer.Typer(no_args_is_help=True, help="Manage triggers.")
 event_app = typer.Typer(no_args_is_help=True, help="Send and watch CloudEvents.")
 
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 AllNsOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="json or yaml.")]
 BrokerOpt = Annotated[str, typer.Option("--broker", "-b", help="Broker name.")]

@@ -15,7 +15,7 @@ import yaml
 from wisp.api import kinds
 from wisp.cli import output
 from wisp.cli.client import Client, CLIError, kind_of
-from wisp.cli.state import STATE
+from wisp.cli.state import STATE, NamespaceOpt, OutputOpt
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="wisp: serverless on one machine, with Knative's resource model.")
@@ -26,8 +26,6 @@ app.add_typer(namespace_app, name="namespace")
 app.add_typer(secret_app, name="secret")
 app.add_typer(configmap_app, name="configmap")
 
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output format: yaml or json.")]
 
 
 @app.callback()

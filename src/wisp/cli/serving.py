@@ -14,7 +14,7 @@ from wisp.api import kinds
 from wisp.cli import output
 from wisp.cli.client import Client, CLIError
 from wisp.cli.flags import ServiceFlags, apply_flags
-from wisp.cli.state import STATE
+from wisp.cli.state import STATE, NamespaceOpt
 from wisp.controllers.instancespec import LOCAL_REGISTRY
 
 SERVICE = kinds.lookup("ksvc")
@@ -25,7 +25,6 @@ service_app = typer.Typer(no_args_is_help=True, help="Manage Knative services.")
 revision_app = typer.Typer(no_args_is_help=True, help="Manage revisions.")
 route_app = typer.Typer(no_args_is_help=True, help="Inspect routes.")
 
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 Multi = list[str] | None
 _CTX = {"allow_extra_args": True, "ignore_unknown_options": False}
 
@@ -294,10 +293,7 @@ def service_describe(name: str, namespace: NamespaceOpt = "default",
 @service_app.command("delete")
 def service_delete(names: list[str], namespace: NamespaceOpt = "default") -> None:
     """Delete services (and their configurations, revisions and routes)."""
-    client = Client(STATE.api)
-    for name in names:
-        client.delete(SERVICE, namespace, name)
-        output.console.print(f"Service '{name}' successfully deleted in namespace '{namespace}'.")
+    _delete_each(SERVICE, names, namespace)
 
 
 @revision_app.command("list")
@@ -351,10 +347,14 @@ def revision_describe(name: str, namespace: NamespaceOpt = "default",
 @revision_app.command("delete")
 def revision_delete(names: list[str], namespace: NamespaceOpt = "default") -> None:
     """Delete revisions."""
+    _delete_each(REVISION, names, namespace)
+
+
+def _delete_each(kind: kinds.Kind, names: list[str], namespace: str) -> None:
     client = Client(STATE.api)
     for name in names:
-        client.delete(REVISION, namespace, name)
-        output.console.print(f"Revision '{name}' deleted in namespace '{namespace}'.")
+        client.delete(kind, namespace, name)
+        output.console.print(f"{kind.kind} '{name}' deleted in namespace '{namespace}'.")
 
 
 @route_app.command("list")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+import typer
 
 
 @dataclass
@@ -11,3 +14,9 @@ class CLIState:
 
 
 STATE = CLIState()
+
+
+# Options every resource command shares, spelled once.
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output format: yaml or json.")]
+AllNamespacesOpt = Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")]
