@@ -66,8 +66,9 @@ class Seen:
         with httpx.Client(base_url=self.api, timeout=None) as http, \
                 http.stream("GET", f"{BASE}/{kind}", params={"watch": "true"}) as resp:
             for line in resp.iter_lines():
-                if line:
-                    name = json.loads(line)["object"]["metadata"]["name"]
+                event = json.loads(line) if line else {}
+                name = event.get("object", {}).get("metadata", {}).get("name")
+                if name:
                     with self.lock:
                         self.first.setdefault((kind, name), time.perf_counter())
 

@@ -126,9 +126,8 @@ async def reconcile_configuration(ctx: Context, key: Key) -> None:
 def _collect_garbage(ctx: Context, cfg: Obj) -> None:
     """Delete revisions config-gc says may go (never the latest created or latest ready one)."""
     status = cfg.get("status") or {}
-    ns, name = cfg["metadata"]["namespace"], cfg["metadata"]["name"]
-    revisions = [r for r in ctx.store.list(REVISION, ns)
-                 if (r["metadata"].get("labels") or {}).get(CONFIG_LABEL) == name
-                 and r["metadata"]["name"] != status.get("latestCreatedRevisionName")]
+    ns = cfg["metadata"]["namespace"]
+    revisions = [r for r in ctx.store.list_owned(REVISION, cfg["metadata"]["uid"])
+                 if r["metadata"]["name"] != status.get("latestCreatedRevisionName")]
     for rev_name in collectable(revisions, status.get("latestReadyRevisionName", ""), ctx.config.gc, ctx.now()):
         ctx.store.delete(REVISION, ns, rev_name)

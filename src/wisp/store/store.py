@@ -146,6 +146,13 @@ class Store:
             out = [o for o in out if selector.matches(o.get("metadata", {}).get("labels"))]
         return out
 
+    def list_owned(self, kind: Kind, uid: str) -> builtins.list[Obj]:
+        """Objects of `kind` naming `uid` in their ownerReferences (indexed, unlike a label scan)."""
+        rows = self._db.execute(
+            "SELECT o.body FROM owners w JOIN objects o ON o.kind = w.kind AND o.namespace = w.namespace "
+            "AND o.name = w.name WHERE w.owner_uid = ? AND w.kind = ? ORDER BY o.name", (uid, kind.key))
+        return [json.loads(r[0]) for r in rows]
+
     def owned_by(self, uid: str) -> builtins.list[tuple[Kind, str, str]]:
         """(kind, namespace, name) of every object naming `uid` in its ownerReferences."""
         rows = self._db.execute("SELECT kind, namespace, name FROM owners WHERE owner_uid=?", (uid,))
