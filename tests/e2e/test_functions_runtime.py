@@ -184,3 +184,38 @@ async def test_close_stops_instances_and_zygotes(tmp_path: Path, code: Path) -> 
     assert all(not i.alive for i in instances)
     assert all(reaper.proc_stat(pid) is None for pid in [zygote_pid, *(i.pid or 0 for i in instances)])
     assert reaper.read_records(reaper.records_dir(tmp_path / "data")) == []
+
+
+async def test_owned_zygotes_stay_warm_until_released_and_unused(backend: FunctionBackend, code: Path) -> None:
+    spec = fn_spec(code)
+    assert await backend.prewarm(spec, owner="default/a") and await backend.prewarm(spec, owner="default/b")
+    zygote = await backend.zygote(None)
+    assert backend.owners("none") == {"default/a", "default/b"}
+    instance = await ready(backend, spec)
+
+    backend.release("default/a")
+    backend.release("default/b")
+    await asyncio.sleep(0.2)
+    # Nobody owns it, but a running instance is its child: stopping it now would kill the instance.
+    assert zygote.proc.returncode is None and (await get(instance, "/still")).text == "hello /still"
+
+    await backend.stop(instance, 5)
+    assert await asyncio.wait_for(zygote.proc.wait(), 5) is not None
+    for _ in range(100):  # its record goes right after it has been reaped
+        if not [r for r in reaper.read_records(reaper.records_dir(backend.data_dir)) if r.id.startswith("zygote-")]:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the stopped zygote's record was left behind")
+    # A new owner gets a fresh zygote.
+    assert await backend.prewarm(spec, owner="default/c")
+    assert (await backend.zygote(None)).proc.pid != zygote.proc.pid
+
+
+async def test_a_zygote_nobody_owned_is_kept_for_direct_starts(backend: FunctionBackend, code: Path) -> None:
+    instance = await ready(backend, fn_spec(code))
+    zygote = await backend.zygote(None)
+    await backend.stop(instance, 5)
+    backend.release("never-owned")
+    await asyncio.sleep(0.1)
+    assert zygote.proc.returncode is None and await backend.zygote(None) is zygote

@@ -26,7 +26,8 @@ from wisp.controllers.base import Context, Key, Obj
 from wisp.controllers.instancespec import SpecError, build_spec
 from wisp.controllers.revision import RuntimeReport
 from wisp.dataplane.table import RevisionTarget, RoutingTable
-from wisp.runtime.base import Instance, RuntimeBackend
+from wisp.runtime.base import Instance, InstanceSpec, RuntimeBackend
+from wisp.runtime.function import Prewarming
 from wisp.runtime.supervisor import RevisionSupervisor, SupervisorStatus
 
 log = logging.getLogger("wisp.serving")
@@ -73,6 +74,8 @@ class RevisionRuntime:
         self._requeue = requeue
         self._managed: dict[str, _Managed] = {}
         self._failed: dict[str, SpecError] = {}
+        # Zygotes warmed for function revisions, released when the revision goes.
+        self._warm: dict[str, tuple[Prewarming, asyncio.Task[bool]]] = {}
         self._lock = asyncio.Lock()
         self.autoscaler = Autoscaler(ctx.clock, self._stat, self._ready, self._apply,
                                      tick_interval=ctx.config.autoscaler.tick_interval)
@@ -158,7 +161,30 @@ class RevisionRuntime:
         managed = _Managed(supervisor, digest, supervisor.status)
         holder.append(managed)
         self._managed[key] = managed
+        self._prewarm(self.backend_for(rev), spec, key)
         return managed
+
+    def _prewarm(self, backend: RuntimeBackend, spec: InstanceSpec, key: str) -> None:
+        """Let the backend get ready ahead of need (the function runtime starts its zygote), so
+        the first scale from zero only pays for a fork. In the background: ensure stays fast."""
+        if not isinstance(backend, Prewarming):
+            return
+        task = asyncio.ensure_future(backend.prewarm(spec, owner=key))
+
+        def report(t: asyncio.Task[bool]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("%s: prewarming failed: %s", key, t.exception(), extra={"revision": key})
+
+        task.add_done_callback(report)
+        self._warm[key] = (backend, task)
+
+    async def _unwarm(self, key: str) -> None:
+        warm = self._warm.pop(key, None)
+        if warm is not None:
+            backend, task = warm
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            backend.release(key)
 
     def backend_for(self, rev: Obj) -> RuntimeBackend:
         """The backend the revision asks for (annotation `wisp.dev/runtime`), else the default."""
@@ -213,6 +239,7 @@ class RevisionRuntime:
             managed = self._managed.pop(key, None)
         if managed is not None:
             await managed.supervisor.close()
+        await self._unwarm(key)
         self.table.remove_revision(key)
 
     def instances(self, ns: str, name: str) -> list[Instance]:
@@ -224,3 +251,4 @@ class RevisionRuntime:
         async with self._lock:
             managed, self._managed = list(self._managed.values()), {}
         await asyncio.gather(*(m.supervisor.close() for m in managed), return_exceptions=True)
+        await asyncio.gather(*(self._unwarm(k) for k in list(self._warm)), return_exceptions=True)

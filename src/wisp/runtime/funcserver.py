@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import encodings.idna  # noqa: F401 - preloaded, see below
 import importlib
 import inspect
 import io
@@ -33,8 +34,11 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 # Imported here (not lazily) on purpose: the zygote imports this module, so all of this is paid
-# for once per zygote instead of once per instance.
+# for once per zygote instead of once per instance. Each one was found imported after fork;
+# `encodings.idna` (above) alone cost a fork 3-7 ms: binding a socket to a host name encodes it
+# with the idna codec, which pulls in `stringprep` and `unicodedata`.
 import uvicorn
+import uvicorn.lifespan.off
 import uvicorn.lifespan.on
 import uvicorn.loops.auto
 import uvicorn.protocols.http.httptools_impl
@@ -50,6 +54,7 @@ if not _errors.handlers:
     _errors.setLevel(logging.WARNING)
 
 try:
+    import uvicorn.loops.uvloop
     import uvloop  # noqa: F401 - preloaded, see above
 
     LOOP: Literal["uvloop", "asyncio"] = "uvloop"

@@ -22,16 +22,16 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from wisp.clock import Clock
 from wisp.runtime import reaper
-from wisp.runtime.base import Instance, InstanceListener, InstanceSpec, InstanceState
+from wisp.runtime.base import Instance, InstanceListener, InstanceSpec, InstanceState, ProbeSpec
 from wisp.runtime.logs import DEFAULT_MAX_BYTES, LogWriter
-from wisp.runtime.probes import make_check, run_readiness
+from wisp.runtime.probes import AGGRESSIVE_TIMEOUT, Check, make_check, run_readiness
 from wisp.runtime.process import (
     PIPE_DRAIN_TIMEOUT,
     PortAllocator,
@@ -49,6 +49,11 @@ SERVER_MODULE = "wisp.runtime.funcserver"
 DEPS_ID_FILE = ".wisp-deps-id"  # written by the builder: the dependency layer's identity
 ZYGOTE_START_TIMEOUT = 30.0
 EXIT_ZYGOTE_LOST = 137  # what an instance reports when its zygote vanished (it was SIGKILLed)
+# A fork is serving ~10 ms after the request: the usual 25 ms aggressive probe period would more
+# than double a scale-from-zero. Until the first success, tcp/http probes run this often instead
+# (a refused loopback connect costs a few µs), for at most FAST_PROBE_WINDOW seconds.
+FAST_PROBE_INTERVAL = 0.001
+FAST_PROBE_WINDOW = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ def deps_key(deps: Path | None) -> str:
         return "id-" + (deps / DEPS_ID_FILE).read_text().strip()
     except OSError:
         return "path-" + hashlib.sha256(str(deps).encode()).hexdigest()[:16]
+
+
+@runtime_checkable
+class Prewarming(Protocol):
+    """A backend that can get ready for a revision before its first instance is asked for."""
+
+    async def prewarm(self, spec: InstanceSpec, *, owner: str | None = None) -> bool: ...
+
+    def release(self, owner: str) -> None: ...
 
 
 class ZygoteUnavailable(Exception):
@@ -235,6 +249,11 @@ class FunctionBackend:
         self._starting: dict[str, asyncio.Task[ZygoteHandle]] = {}
         self._running: dict[str, _Forked] = {}
         self._unusable: dict[str, str] = {}
+        # Who keeps which zygote warm (owner, e.g. a revision key → zygote key). A zygote that had
+        # owners is stopped once the last one is released and its last instance has exited.
+        self._owners: dict[str, str] = {}
+        self._owned: set[str] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # ---- the RuntimeBackend protocol -------------------------------------------------------
 
@@ -266,7 +285,7 @@ class FunctionBackend:
         self._record(instance, pid)
         self._own(forked, self._watch(forked, read_fd))
         check = make_check(spec.readiness, self.host, port, env, cwd)
-        forked.prober = self._own(forked, run_readiness(
+        forked.prober = self._own(forked, _probe_readiness(
             check, spec.readiness, self.clock, lambda ok: self._on_probe(instance, ok)))
         return instance
 
@@ -309,8 +328,8 @@ class FunctionBackend:
         await asyncio.gather(*self._starting.values(), return_exceptions=True)
         zygotes, self._zygotes = list(self._zygotes.values()), {}
         for zygote in zygotes:
-            await zygote.close()
-            reaper.remove_record(self._records, f"zygote-{zygote.key}")
+            await self._stop_zygote(zygote)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     # ---- zygotes ---------------------------------------------------------------------------
 
@@ -339,16 +358,53 @@ class FunctionBackend:
             raise ZygoteUnavailable(self._unusable[key])
         return handle
 
-    async def prewarm(self, spec: InstanceSpec) -> bool:
-        """Start the zygote `spec` will need; True if instances of it will be forked."""
+    async def prewarm(self, spec: InstanceSpec, *, owner: str | None = None) -> bool:
+        """Start the zygote `spec` will need; True if instances of it will be forked.
+
+        With an `owner` (a revision key) the zygote is kept warm until `release(owner)`; zygotes
+        nobody owns any more are stopped, as an idle zygote holds the memory of every import.
+        The owner is recorded before the first await, so a `release` that follows always sees it.
+        """
         launch = parse_launch(spec, resolve_cwd(spec) or os.getcwd())
         if launch is None:
             return False
+        if owner is not None:
+            key = deps_key(launch.deps)
+            self._owners[owner] = key
+            self._owned.add(key)
         try:
             await self.zygote(launch.deps)
         except ZygoteUnavailable:
             return False
         return True
+
+    def release(self, owner: str) -> None:
+        """`owner` no longer needs its zygote; stop the zygote if nothing else uses it."""
+        key = self._owners.pop(owner, None)
+        if key is not None:
+            self._retire_if_unused(key)
+
+    def owners(self, key: str) -> set[str]:
+        """The owners keeping the zygote for dependency key `key` warm."""
+        return {owner for owner, k in self._owners.items() if k == key}
+
+    def _retire_if_unused(self, key: str) -> None:
+        """Stop an owned zygote with no owner and no live instance left (in the background)."""
+        if key not in self._owned or self.owners(key):
+            return
+        zygote = self._zygotes.get(key)
+        if zygote is None or any(f.zygote is zygote for f in self._running.values()):
+            return  # not started yet (its start checks again), or instances still need it
+        del self._zygotes[key]
+        self._owned.discard(key)
+        log.info("zygote %s: no revision uses it any more; stopping it", key)
+        task = asyncio.ensure_future(self._stop_zygote(zygote))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _stop_zygote(self, zygote: ZygoteHandle) -> None:
+        await zygote.close()
+        reaper.remove_record(self._records, f"zygote-{zygote.key}")
 
     async def _spawn_zygote(self, key: str, deps: Path | None) -> ZygoteHandle:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -394,6 +450,7 @@ class FunctionBackend:
         if not message.get("unforkable"):
             self._zygotes[handle.key] = handle
             self._record_zygote(handle)
+            self._retire_if_unused(handle.key)  # its owners may have gone while it started
         else:
             await handle.close()
         return handle
@@ -453,10 +510,29 @@ class FunctionBackend:
             forked.writer.close()
             reaper.remove_record(self._records, instance.id)
             self._running.pop(instance.id, None)
+            self._retire_if_unused(forked.zygote.key)
         instance._set_state(InstanceState.EXITED, self.clock.now(), code)
 
     def _on_probe(self, instance: Instance, ok: bool) -> None:
         instance._set_state(InstanceState.READY if ok else InstanceState.UNREADY, self.clock.now())
+
+
+async def _probe_readiness(check: Check, probe: ProbeSpec, clock: Clock,
+                           on_change: Callable[[bool], None]) -> None:
+    """`run_readiness`, after a fast first phase that notices a fresh fork within a millisecond."""
+    if probe.aggressive and probe.initial_delay_seconds <= 0 and probe.kind in ("tcp", "http"):
+        deadline = clock.monotonic() + FAST_PROBE_WINDOW
+        while clock.monotonic() < deadline and not await _attempt(check):
+            await clock.sleep(FAST_PROBE_INTERVAL)
+    await run_readiness(check, probe, clock, on_change)  # its first attempt succeeds at once
+
+
+async def _attempt(check: Check) -> bool:
+    try:
+        async with asyncio.timeout(AGGRESSIVE_TIMEOUT):
+            return await check(AGGRESSIVE_TIMEOUT)
+    except (TimeoutError, OSError):
+        return False
 
 
 async def _pump_fd(fd: int, writer: LogWriter) -> None:
