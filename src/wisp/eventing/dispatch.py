@@ -186,10 +186,17 @@ class TriggerDispatcher:
         self._wake = asyncio.Event()
         self._lag_checked = float("-inf")
         self._meters = _Meters(metrics, spec.labels)
+        # A read that returned less than it asked for drained everything due at head
+        # `_drained_at`; until the head moves or `_recheck` is set (a retry came due, a new spec,
+        # an idle wait that ended without a wake-up, ordered mode's next record unblocked) another
+        # read would come back empty, so a finished delivery does not cost one.
+        self._drained_at: int | None = None
+        self._recheck = True
 
     def update(self, spec: TriggerSpec) -> None:
         """Deliver with a new spec from now on (in-flight deliveries finish with the old one)."""
         self.spec = spec
+        self._recheck = True
         if spec.labels != self._meters.labels:
             self._meters = _Meters(self._metrics, spec.labels)
         self._wake.set()
@@ -231,10 +238,14 @@ class TriggerDispatcher:
         head: int | None = None
         if free > 0:
             head = await self._log.head(spec.stream)
-            records = await self._log.read(spec.stream, spec.consumer, free, now=self._clock.now(), lease=LEASE)
-            if records:
-                await self._dispatch(spec, records)
-                return
+            if self._recheck or head != self._drained_at:
+                records = await self._log.read(spec.stream, spec.consumer, free, now=self._clock.now(),
+                                               lease=LEASE)
+                self._recheck = False
+                self._drained_at = head if len(records) < free else None
+                if records:
+                    await self._dispatch(spec, records)
+                    return
         await self._idle(spec, head)
 
     async def _dispatch(self, spec: TriggerSpec, records: list[Record]) -> None:
@@ -255,6 +266,8 @@ class TriggerDispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        if self.spec.ordered:
+            self._recheck = True  # the acked record unblocks the one behind it
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("%s/trigger/%s: delivery task failed: %r", self.spec.namespace, self.spec.name,
@@ -270,6 +283,8 @@ class TriggerDispatcher:
             waiters.append(asyncio.ensure_future(asyncio.sleep(POLL)))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if not self._wake.is_set():
+                self._recheck = True  # new records, or the poll interval passed (nacks before a restart)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -285,6 +300,7 @@ class TriggerDispatcher:
         async def wake() -> None:
             while (left := due - self._clock.now()) > 0:
                 await self._clock.sleep(left + 0.001)
+            self._recheck = True
             self._wake.set()
 
         timer = asyncio.create_task(wake())

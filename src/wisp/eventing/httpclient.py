@@ -201,6 +201,10 @@ class _Connection(asyncio.Protocol):
         self._fail(RemoteClosed(f"connection closed before the response was complete{detail}"))
 
     # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._waiter is not None and self._waiter.done():
+            self.abort()  # a second response to one request: the peer is out of step
+
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1").lower()
         if key == "content-length" or (key == "transfer-encoding" and b"chunked" in value.lower()):
@@ -232,7 +236,8 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = keep_alive and not self.closed
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        waiter.set_result(HttpResponse(self._parser.get_status_code(), self._headers, body))
+        headers, self._headers, self._body = self._headers, [], []  # stray bytes must not touch these
+        waiter.set_result(HttpResponse(self._parser.get_status_code(), headers, body))
 
     def _fail(self, exc: HttpClientError) -> None:
         waiter = self._waiter

@@ -266,3 +266,15 @@ async def test_a_pooled_connection_the_server_closed_while_idle_is_skipped(clien
             assert (await client.post(server.url, [], b"x", 2.0)).status == 200
             await asyncio.sleep(0.05)  # let the close arrive while the connection is idle
     assert server.connections == 3 and len(server.requests) == 3
+
+
+async def test_an_unsolicited_second_response_drops_the_connection_not_the_answer(client: HttpClient) -> None:
+    async def doubled(_c: int, _i: int, _r: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK + b"HTTP/1.1 500 Oops\r\nx-stray: 1\r\ncontent-length: 0\r\n\r\n")
+        return True
+
+    async with serving(doubled) as server:
+        first = await client.post(server.url, [], b"x", 2.0)
+        second = await client.post(server.url, [], b"x", 2.0)
+    assert (first.status, first.body) == (200, b"ok") and ("x-stray", "1") not in first.headers
+    assert second.status == 200 and server.connections == 2
