@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,25 @@ from wisp.store import Store
 from wisp.store.watch import WatchEvent
 
 log = logging.getLogger("wisp")
+
+
+class StartupError(Exception):
+    """`wisp serve` cannot start as configured (a port is taken, …); the message says which."""
+
+
+def listen_socket(host: str, port: int, what: str) -> socket.socket:
+    """A bound, listening TCP socket, or a StartupError naming the listener and the reason."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def split_addr(addr: str, default_port: int) -> tuple[str, int]:
@@ -121,25 +141,31 @@ class Platform:
         self.controllers.add_kind(DOMAIN_MAPPING, domain_mapping, related)
 
     async def start(self) -> None:
+        """Bind both listeners first (so a taken port fails fast and cleanly), then start the rest."""
+        host, port = self.settings.api
+        api_sock = listen_socket(host, port, "API")
+        ihost, iport = self.settings.ingress
+        try:
+            await self.ingress.start(ihost, iport)
+        except OSError as exc:
+            api_sock.close()
+            raise StartupError(f"cannot listen on {ihost}:{iport} (ingress): {exc.strerror or exc}") from None
         stale = await self.backend.cleanup_stale()
         if stale:
             log.info("stopped %d instance(s) left by a previous wisp", stale)
-        ihost, iport = self.settings.ingress
-        await self.ingress.start(ihost, iport)
         await self.eventing.start()
         await self.messaging.start()
-        host, port = self.settings.api
         extra = [*log_routes(self.store, self.settings.data_dir), *metrics_routes(),
                  Mount("/v2", routes=self.registry.routes)]
         app = create_app(self.store, self.settings.config, server_address=f"{host}:{port}", extra_routes=extra)
-        config = uvicorn.Config(app, host=host, port=port, loop="none", lifespan="off",
-                                log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(app, loop="none", lifespan="off", log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=2)
         self._api_server = uvicorn.Server(config)
-        self._api_task = asyncio.create_task(self._api_server.serve())
+        self._api_task = asyncio.create_task(self._api_server.serve(sockets=[api_sock]))
         while not self._api_server.started:
             if self._api_task.done():
                 self._api_task.result()
-                raise OSError(f"the API server could not listen on {host}:{port}")
+                raise StartupError(f"the API server could not start on {host}:{port}")
             await asyncio.sleep(0.01)
         self.controllers.start()
         log.info("wisp API on http://%s:%d", host, port)

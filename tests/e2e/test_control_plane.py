@@ -166,3 +166,21 @@ def test_kubectl_get_apply_delete(wisp_server: WispServer, tmp_path) -> None:  #
     wait_for(lambda: "web-00002" in run("get", "revisions"))
     run("delete", "-f", str(manifest))
     assert "web" not in run("get", "ksvc")
+
+
+def test_serve_on_a_taken_port_is_one_clear_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from tests.support import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args in (("--api-addr", f"127.0.0.1:{port}", "--ingress-addr", f"127.0.0.1:{free_port()}"),
+                     ("--api-addr", f"127.0.0.1:{free_port()}", "--ingress-addr", f"127.0.0.1:{port}")):
+            result = subprocess.run([sys.executable, "-m", "wisp", "serve", "--data-dir", str(tmp_path), *args],
+                                    capture_output=True, text=True, timeout=30)
+            assert result.returncode != 0
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert "Traceback" not in result.stderr

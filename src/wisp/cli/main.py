@@ -46,7 +46,7 @@ def serve(
 ) -> None:
     """Run the platform (API, controllers, ingress, autoscaler, eventing) in this process."""
     from wisp.config import Config, ConfigError
-    from wisp.platform import Settings, run
+    from wisp.platform import Settings, StartupError, run
 
     root = data_dir or Path(os.environ.get("WISP_DATA_DIR") or Path.home() / ".wisp")
     config_path = config or root / "config.yaml"
@@ -59,8 +59,11 @@ def serve(
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(Settings(data_dir=root, api_addr=api_addr, ingress_addr=ingress_addr, config_path=config_path,
-                 config=cfg))
+    try:
+        run(Settings(data_dir=root, api_addr=api_addr, ingress_addr=ingress_addr, config_path=config_path,
+                     config=cfg))
+    except StartupError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _documents(path: str) -> list[dict[str, Any]]:
