@@ -1,6 +1,6 @@
 """Burst from zero: 200 clients hit a revision with no instance at the same moment.
 
-Run: `python bench/burst.py [--clients 200] [--work-ms 100] [--target 10] [--json]`.
+Run: `python bench/burst.py [--clients 200] [--work-ms 100] [--target 10] [--backlog N] [--json]`.
 
 A real `wisp serve` (stable window 6 s) and a Service starting at zero. Every client opens its own
 connection and sends one request that does `--work-ms` of work; the clock runs from the first send
@@ -8,6 +8,8 @@ until the last response is complete. Reported: that time, the slowest single req
 non-200 or connection failure — it must be 0: the router holds every request while instances
 start), and the peak number of ready instances seen in the Revision status (polled every 100 ms).
 `--target` is the per-instance concurrency target annotation, so the burst has to scale out.
+`--backlog` sets the app's listen backlog (default 1024, like uvicorn/gunicorn; `http.server`'s own
+default is 5, which is what the router's per-instance dial limit exists for).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import time
 import urllib.request
 from typing import Any
 
-from cold_start import CONFIG, running_wisp
+from cold_start import APP, CONFIG, running_wisp
+
+BACKLOG_LINE = "    request_queue_size = 1024"
 
 
 async def one_request(port: int, host: str, path: str) -> tuple[bool, float]:
@@ -57,9 +61,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--work-ms", type=int, default=100)
     parser.add_argument("--target", type=int, default=10)
+    parser.add_argument("--backlog", type=int, default=1024, help="the app's listen backlog")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if BACKLOG_LINE not in APP:
+        raise SystemExit("bench app changed: cannot set its backlog")
     with running_wisp(CONFIG) as (server, app_dir):
+        (app_dir / "app.py").write_text(APP.replace(BACKLOG_LINE, f"    request_queue_size = {args.backlog}"))
         host = server.deploy("burst", app_dir, {"autoscaling.knative.dev/initial-scale": "0",
                                                 "autoscaling.knative.dev/target": str(args.target)})
         stop, peak = threading.Event(), [0]
@@ -74,6 +82,7 @@ def main() -> None:
     errors = sum(1 for ok, _ in results if not ok)
     slowest = max(t for _, t in results)
     report: dict[str, Any] = {"clients": args.clients, "work_ms": args.work_ms, "target": args.target,
+                              "backlog": args.backlog,
                               "all_served_s": round(total, 3), "slowest_request_s": round(slowest, 3),
                               "errors": errors, "peak_instances": peak[0]}
     if args.json:

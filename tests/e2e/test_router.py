@@ -644,3 +644,90 @@ async def test_large_chunked_upload_is_streamed_with_bounded_memory(backends) ->
         assert r.status_code == 200 and int(r.text) == total
         growth_mb = (_rss_peak_kb(proc.pid) - baseline) / 1024
         assert growth_mb < 40, f"router peak RSS grew by {growth_mb:.0f} MB for a 200 MB upload"
+
+
+# --------------------------------------------------------------------------------------------------
+# Connection bursts towards an instance with a small listen backlog
+
+
+class SlowAcceptor:
+    """A blocking HTTP/1.1 app with a listen backlog of 1 that accepts one connection every
+    ``accept_every`` seconds, like a single-threaded accept loop doing work between accepts.
+    Each accepted connection is served keep-alive on its own thread."""
+
+    def __init__(self, accept_every: float = 0.02) -> None:
+        import socket
+        import threading
+
+        self._threading = threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.addr: tuple[str, int] = self.sock.getsockname()
+        self.accept_every = accept_every
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self.conns.append(conn)
+            self._threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            time.sleep(self.accept_every)
+
+    def _serve(self, conn: object) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        buf = b""
+        with contextlib.suppress(OSError):
+            while not self.stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                _, _, buf = buf.partition(b"\r\n\r\n")
+                time.sleep(0.002)  # a little work per request
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+async def _get_once(port: int, host: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+async def test_burst_waits_for_connections_instead_of_flooding_a_small_backlog(router: Router) -> None:
+    app = SlowAcceptor()
+    try:
+        router.route("burst.default.localhost", app.addr)  # containerConcurrency 0: no gate
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(_get_once(router.server.port, "burst.default.localhost") for _ in range(100)))
+        took = time.monotonic() - started
+    finally:
+        await asyncio.to_thread(app.close)
+    assert all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"ok") for a in answers)
+    # Unbounded dials overflow the 2-slot accept queue and stall in SYN back-off (1 s, 3 s, 7 s...).
+    assert took < 3.0, f"100 requests took {took:.1f} s"
+    assert app.accepted <= 100

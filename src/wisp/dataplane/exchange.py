@@ -24,14 +24,15 @@ from wisp.dataplane.headers import (
     Header,
     build_interim_head,
     build_response_head,
-    build_upstream_head,
     chunk,
+    finish_upstream_head,
     header_value,
     host_key,
     simple_response,
+    upstream_head_prefix,
 )
 from wisp.dataplane.local import LocalRequest, LocalResponse
-from wisp.dataplane.upstream import UpstreamConnection, open_connection
+from wisp.dataplane.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from wisp.dataplane.proxy import ClientConnection
@@ -40,8 +41,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wisp.dataplane")
 
 PAUSE_PIPELINE, PAUSE_BUFFER, PAUSE_UPSTREAM = 1, 2, 4
-_NOTED_LENGTHS = frozenset(len(n) for n in (
-    b"host", b"transfer-encoding", b"content-length", b"expect", b"knative-serving-tag", b"upgrade"))
+# Name lengths of the request headers the proxy acts on (a cheap pre-filter before lower-casing).
+NOTED_LENGTHS = frozenset(len(n) for n in (
+    b"host", b"transfer-encoding", b"content-length", b"expect", b"knative-serving-tag", b"upgrade",
+    b"connection", b"proxy-connection"))
 _MAX_ATTEMPTS = 4  # stale pooled connections are retried freely up to this many dials in total
 _START, _IDLE = "response-start", "idle"  # wheel keys (exchange, which) for the optional timers
 
@@ -55,7 +58,7 @@ class Exchange:
     method = b"GET"
     host = b""
     tag: str | None = None
-    expect = chunked = http10 = upgrade = False
+    expect = chunked = http10 = upgrade = connection_header = False
     content_length = -1
     upgrade_value = b""
     keep_alive = True
@@ -72,6 +75,7 @@ class Exchange:
     _cold_ms = -1
     _eofs = 0  # tunnel half-closes seen: 1 instance, 2 client
     _task: asyncio.Task[None] | None = None
+    _waiting = False  # queued in an endpoint's pool for a connection
     _local: LocalHandler | None = None
     _local_body: list[bytes] | None = None
 
@@ -85,9 +89,11 @@ class Exchange:
     def add_header(self, name: bytes, value: bytes) -> None:
         """Record one request header, noting the few the proxy acts on."""
         self.headers.append((name, value))
-        if len(name) not in _NOTED_LENGTHS:
-            return
-        lname = name.lower()
+        if len(name) in NOTED_LENGTHS:
+            self.note_header(name.lower(), value)
+
+    def note_header(self, lname: bytes, value: bytes) -> None:
+        """Take note of a request header the proxy acts on (``lname`` is lower-case)."""
         if lname == b"host":
             self.host = value
         elif lname == b"transfer-encoding":
@@ -100,6 +106,8 @@ class Exchange:
             self.tag = value.decode("latin-1").strip()
         elif lname == b"upgrade":
             self.upgrade_value = value
+        elif lname == b"connection" or lname == b"proxy-connection":
+            self.connection_header = True
 
     def start(self) -> None:
         """Route the request and begin forwarding it (the exchange is now at the head of the queue)."""
@@ -133,15 +141,28 @@ class Exchange:
         self._deadline = self.conn.ctx.wheel.add(target.timeout_seconds, self, self._on_timeout)
         if target.response_start_timeout > 0 or target.idle_timeout > 0:
             self._arm_timers(target)
-        self.head = build_upstream_head(
-            self.method, self.url, self.headers, self.conn.client_ip,
-            chunked=self.chunked, upgrade=self.upgrade_value if self.upgrade else None,
-        )
+        self.head = self._upstream_head()
         ep = target.try_acquire()
         if ep is None:
             self._task = self.conn.loop.create_task(self._acquire(target))
         else:
             self._use(ep)
+
+    def _upstream_head(self) -> bytes:
+        """The head for the instance; its deterministic part is reused from the connection's
+        previous request when that one had the same request line and headers (keep-alive clients
+        mostly repeat themselves), so only the trace id is generated afresh."""
+        conn = self.conn
+        upgrade = self.upgrade_value if self.upgrade else None
+        cached = conn.head_cache
+        if (cached is not None and cached[0] == self.url and cached[1] == self.headers
+                and cached[2] == self.method and cached[3] == self.chunked and cached[4] == upgrade):
+            return finish_upstream_head(cached[5], cached[6])
+        prefix, needs_trace = upstream_head_prefix(
+            self.method, self.url, self.headers, conn.client_ip, chunked=self.chunked, upgrade=upgrade,
+        )
+        conn.head_cache = (self.url, self.headers, self.method, self.chunked, upgrade, prefix, needs_trace)
+        return finish_upstream_head(prefix, needs_trace)
 
     async def _acquire(self, target: RevisionTarget) -> None:
         loop = self.conn.loop
@@ -162,27 +183,35 @@ class Exchange:
             return
         self._use(ep)
 
-    def _use(self, ep: Endpoint) -> None:
-        self.endpoint = ep
-        conn = ep.pool.get()
-        if conn is None:
-            self._task = self.conn.loop.create_task(self._connect(ep))
-        else:
-            self._attach(conn)
+    def _use(self, ep: Endpoint, *, fresh: bool = False) -> None:
+        """Send the request to ``ep`` on an idle connection, or queue for one in its pool.
 
-    async def _connect(self, ep: Endpoint) -> None:
-        try:
-            up = await open_connection(ep.host, ep.port, self.conn.ctx.config.connect_timeout)
-        except (TimeoutError, OSError) as exc:
-            self._task = None
-            self._upstream_failed(exc, stale=False)
-            return
-        self._task = None
-        if self.finished or self.response_done:
-            up.close()
-            return
-        up.transport_limits(self.conn.ctx.config.high_water)
-        self._attach(up)
+        ``fresh`` (a retry after a failed connection) skips the idle list, which may hold more
+        connections the instance has closed, and takes a just-released or newly dialled one.
+        """
+        self.endpoint = ep
+        pool = ep.pool
+        if not fresh:
+            conn = pool.get()
+            if conn is not None:
+                self._attach(conn)
+                return
+        config = self.conn.ctx.config
+        self._waiting = True
+        pool.wait(self, max_connecting=config.max_connecting_per_endpoint,
+                  connect_timeout=config.connect_timeout, high_water=config.high_water)
+
+    # -- PoolWaiter: the endpoint's pool answers a queued request ---------------------------------
+    def wants_connection(self) -> bool:
+        return self._waiting and not (self.finished or self.response_done)
+
+    def pool_ready(self, conn: UpstreamConnection) -> None:
+        self._waiting = False
+        self._attach(conn)
+
+    def pool_failed(self, exc: BaseException) -> None:
+        self._waiting = False
+        self._upstream_failed(exc, stale=False)
 
     def _attach(self, up: UpstreamConnection) -> None:
         """Bind a connection and send the head plus any body that arrived meanwhile."""
@@ -270,10 +299,8 @@ class Exchange:
         if self.upgrade:
             self.keep_alive = False  # the client already sent non-HTTP bytes or waits for them
         has_body = not (self.method == b"HEAD" or status in (204, 304))
-        head, self.mode, self.eof_ends = build_response_head(
-            status, reason, headers, has_body=has_body,
-            keep_alive=self.keep_alive and not conn.ctx.draining, http10=self.http10,
-        )
+        keep_alive = self.keep_alive and not conn.ctx.draining
+        head, self.mode, self.eof_ends = self._response_head(status, reason, headers, has_body, keep_alive)
         if self.mode == FRAME_CLOSE:
             self.keep_alive = False
         if self._cold_ms >= 0:
@@ -281,6 +308,24 @@ class Exchange:
         if self._idle_tick >= 0:
             self._last_write = conn.loop.time()
         conn.write(head)
+
+    def _response_head(
+        self, status: int, reason: bytes, headers: list[Header], has_body: bool, keep_alive: bool,
+    ) -> tuple[bytes, int, bool]:
+        """``build_response_head``, reusing the previous result on this instance connection when
+        status, headers and framing inputs are the same (static responses repeat exactly, apart
+        from a ``Date`` that changes once a second)."""
+        up = self.upstream
+        flags = (status, reason, has_body, keep_alive, self.http10)
+        if up is not None:
+            cached = up.head_cache
+            if cached is not None and cached[0] == flags and cached[1] == headers:
+                return cached[2]
+        result = build_response_head(status, reason, headers, has_body=has_body, keep_alive=keep_alive,
+                                     http10=self.http10)
+        if up is not None:
+            up.head_cache = (flags, headers, result)
+        return result
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.finished or self.response_done:
@@ -418,8 +463,7 @@ class Exchange:
         self._pending = [*self._replay, *self._pending] if self._replay else self._pending
         self._pending_bytes = sum(len(p) for p in self._pending)
         self._replay, self._replay_bytes = [], 0
-        self.endpoint = ep
-        self._task = self.conn.loop.create_task(self._connect(ep))
+        self._use(ep, fresh=True)
 
     def _arm_timers(self, target: RevisionTarget) -> None:
         """responseStartTimeoutSeconds and idleTimeoutSeconds, on the same wheel as the total."""
@@ -484,6 +528,7 @@ class Exchange:
         self.respond_error(status, message.encode())
 
     def _drop_upstream(self) -> None:
+        self._waiting = False
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -514,12 +559,8 @@ class Exchange:
             self._cancel_deadline()
         target = self.target
         if target is not None:
-            if self.endpoint is not None:
-                target.release(self.endpoint)
-                self.endpoint = None
-            target.end()
-            if self.status:
-                target.metrics.record_status(self.status)
+            ep, self.endpoint = self.endpoint, None
+            target.finish(ep, self.status)
         if not self.request_done:
             self.discard = True
         self.conn.resume(PAUSE_BUFFER | PAUSE_UPSTREAM)

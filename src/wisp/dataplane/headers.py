@@ -69,13 +69,13 @@ def new_traceparent() -> bytes:
     ``random`` rather than ``os.urandom``: trace ids need uniqueness, not secrecy, and this runs
     for every request that arrives without one.
     """
-    ids = b"%048x" % random.getrandbits(192)
-    if ids[:32] == _ZERO_TRACE or ids[32:] == _ZERO_TRACE[:16]:  # all-zero ids are invalid
+    trace, span = _getrandbits(128), _getrandbits(64)
+    if not trace or not span:  # all-zero ids are invalid
         return new_traceparent()
-    return b"00-" + ids[:32] + b"-" + ids[32:] + b"-01"
+    return b"00-%032x-%016x-01" % (trace, span)
 
 
-_ZERO_TRACE = b"0" * 32
+_getrandbits = random.getrandbits
 
 
 def _forwarded_node(node: str) -> str:
@@ -125,6 +125,33 @@ def build_upstream_head(
     a Content-Length request keeps its length. ``upgrade`` keeps ``Connection: Upgrade`` for
     WebSocket pass-through, which is the one hop-by-hop exchange that must cross the proxy.
     """
+    prefix, needs_trace = upstream_head_prefix(method, target, headers, client_ip,
+                                               chunked=chunked, upgrade=upgrade)
+    return finish_upstream_head(prefix, needs_trace)
+
+
+def finish_upstream_head(prefix: bytes, needs_trace: bool) -> bytes:
+    """Close a head from ``upstream_head_prefix``, adding a fresh ``traceparent`` when it had none.
+
+    Split from the prefix so the proxy can reuse the (deterministic) prefix across the identical
+    requests a keep-alive client usually sends, while every request still gets its own trace id.
+    """
+    if needs_trace:
+        return b"%straceparent: %s\r\n\r\n" % (prefix, new_traceparent())
+    return prefix + b"\r\n"
+
+
+def upstream_head_prefix(
+    method: bytes,
+    target: bytes,
+    headers: Iterable[Header],
+    client_ip: str,
+    *,
+    chunked: bool,
+    upgrade: bytes | None = None,
+) -> tuple[bytes, bool]:
+    """Every line of the upstream head but a generated ``traceparent`` and the blank line;
+    the flag says whether the request lacked a ``traceparent`` (see ``finish_upstream_head``)."""
     out = [method, b" ", target, b" HTTP/1.1\r\n"]
     host = original_host = b""
     xff: list[bytes] = []
@@ -165,16 +192,13 @@ def build_upstream_head(
     host = original_host or host
     out[4:4] = [b"Host: ", host, b"\r\n"] if host else []
     out.append(forwarding_headers(b", ".join(xff), client_ip, host, proto, has_forwarded))
-    if not has_trace:
-        out += (b"traceparent: ", new_traceparent(), b"\r\n")
     if chunked:
         out.append(b"Transfer-Encoding: chunked\r\n")
     elif content_length:
         out += (b"Content-Length: ", content_length, b"\r\n")
     if upgrade is not None:
         out += (b"Connection: Upgrade\r\nUpgrade: ", upgrade, b"\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
+    return b"".join(out), not has_trace
 
 
 _SPECIAL_REQUEST_LENGTHS = frozenset(len(n) for n in _SPECIAL_REQUEST)

@@ -18,8 +18,8 @@ from typing import cast
 import httptools
 
 from wisp.dataplane.deadlines import DeadlineWheel
-from wisp.dataplane.exchange import PAUSE_BUFFER, PAUSE_PIPELINE, Exchange
-from wisp.dataplane.headers import simple_response
+from wisp.dataplane.exchange import NOTED_LENGTHS, PAUSE_BUFFER, PAUSE_PIPELINE, Exchange
+from wisp.dataplane.headers import Header, simple_response
 from wisp.dataplane.settings import RouterConfig
 from wisp.dataplane.table import RoutingTable
 
@@ -60,8 +60,8 @@ class ClientConnection(asyncio.Protocol):
     """One accepted client connection (HTTP/1.1 keep-alive, pipelining, upgrade)."""
 
     __slots__ = (
-        "_corked", "_header_bytes", "_paused", "client_ip", "closing", "ctx", "idle_since", "loop", "parser",
-        "parsing", "queue", "raw", "transport", "write_paused",
+        "_corked", "_header_bytes", "_max_header_bytes", "_paused", "client_ip", "closing", "ctx", "head_cache",
+        "idle_since", "loop", "parser", "parsing", "queue", "raw", "transport", "write_paused",
     )
 
     def __init__(self, ctx: ProxyContext) -> None:
@@ -78,7 +78,10 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = self.loop.time()
         self._paused = 0
         self._header_bytes = 0
+        self._max_header_bytes = ctx.config.max_header_bytes
         self._corked: list[bytes] | None = None
+        # The previous request's upstream head prefix and what it was built from (see Exchange).
+        self.head_cache: tuple[bytes, list[Header], bytes, bool, bytes | None, bytes, bool] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -152,17 +155,23 @@ class ClientConnection(asyncio.Protocol):
         self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
-        assert self.parsing is not None
-        self.parsing.url += url
+        ex = self.parsing
+        assert ex is not None
+        ex.url = ex.url + url if ex.url else url
         self._header_bytes += len(url)
-        if self._header_bytes > self.ctx.config.max_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             raise _HeaderTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.parsing is not None
-        self.parsing.add_header(name, value)
+        # Called once per header by httptools, so the common case is kept to an append and a
+        # length check (the exchange only looks at the few headers whose name length matches).
+        ex = self.parsing
+        assert ex is not None
+        ex.headers.append((name, value))
+        if len(name) in NOTED_LENGTHS:
+            ex.note_header(name.lower(), value)
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.ctx.config.max_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             raise _HeaderTooLarge()
 
     def on_headers_complete(self) -> None:
@@ -170,9 +179,13 @@ class ClientConnection(asyncio.Protocol):
         assert ex is not None
         parser = self.parser
         ex.method = parser.get_method()
-        ex.http10 = parser.get_http_version() == "1.0"
-        ex.keep_alive = parser.should_keep_alive()
-        ex.upgrade = bool(parser.should_upgrade()) and bool(ex.upgrade_value)
+        keep_alive = ex.keep_alive = parser.should_keep_alive()
+        if not keep_alive or ex.connection_header:
+            # Only then can it be HTTP/1.0 (which keeps alive solely on `Connection: keep-alive`);
+            # formatting the version string is skipped for the common 1.1 request.
+            ex.http10 = parser.get_http_version() == "1.0"
+        if ex.upgrade_value:
+            ex.upgrade = bool(parser.should_upgrade())
         ex.head_complete = True
         if self.queue[0] is ex:
             ex.start()

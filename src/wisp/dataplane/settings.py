@@ -33,6 +33,9 @@ class RouterConfig:
     keepalive_timeout: float = 75.0
     # Idle connections kept per instance.
     max_idle_per_endpoint: int = 256
+    # Connection attempts in progress per instance; more requests wait in the router for a free
+    # connection or a dial slot instead of flooding the app's listen backlog with SYNs.
+    max_connecting_per_endpoint: int = 8
 
     @classmethod
     def from_config(cls, config: Config) -> RouterConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class Endpoint:
         self.host = host
         self.port = port
         self.in_flight = 0
-        self.pool = ConnectionPool(max_idle)
+        self.pool = ConnectionPool(max_idle, address=(host, port))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -114,7 +115,10 @@ class RevisionTarget:
         self.on_demand: Callable[[str], None] | None = None
         self.metrics = RevisionMetrics()
         self._clock = clock or SystemClock()
-        self.meter = ConcurrencyMeter(self._clock.monotonic())
+        # Read twice per request: skip the SystemClock method layer when it is the real clock.
+        self._monotonic: Callable[[], float] = (
+            time.monotonic if type(self._clock) is SystemClock else self._clock.monotonic)
+        self.meter = ConcurrencyMeter(self._monotonic())
         self._max_idle = max_idle_per_endpoint
         self._endpoints: list[Endpoint] = []
         self._waiters: deque[asyncio.Future[Endpoint | None]] = deque()
@@ -165,16 +169,29 @@ class RevisionTarget:
         metrics = self.metrics
         metrics.requests += 1
         metrics.in_flight += 1
-        self.meter.arrive(self._clock.monotonic())
+        self.meter.arrive(self._monotonic())
 
     def end(self) -> None:
         """The request counted by ``begin`` is over."""
         self.metrics.in_flight -= 1
-        self.meter.leave(self._clock.monotonic())
+        self.meter.leave(self._monotonic())
+
+    def finish(self, ep: Endpoint | None, status: int) -> None:
+        """``release(ep)`` (when a slot was held), ``end()`` and count ``status`` (when one was
+        sent) in one call: the proxy does all three once per request."""
+        if ep is not None:
+            ep.in_flight -= 1
+            if self._waiters:
+                self._dispatch()
+        metrics = self.metrics
+        metrics.in_flight -= 1
+        self.meter.leave(self._monotonic())
+        if status:
+            metrics.record_status(status)
 
     def sample_stat(self) -> Stat:
         """Close the current stats period (the autoscaler calls this once a second)."""
-        return self.meter.sample(self._clock.monotonic())
+        return self.meter.sample(self._monotonic())
 
     def record_cold_start(self, seconds: float) -> None:
         """A request waited `seconds` because the revision had no ready instance when it arrived."""

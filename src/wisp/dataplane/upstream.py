@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from typing import Protocol, cast
 
 import httptools
@@ -41,22 +42,57 @@ class Sink(Protocol):
     def uncork(self) -> None: ...
 
 
-class ConnectionPool:
-    """Idle keep-alive connections to one endpoint, most recently used first.
+class PoolWaiter(Protocol):
+    """A request waiting in a ``ConnectionPool`` for a connection (the exchange)."""
 
-    LIFO because the instance's own idle timeout closes the oldest sockets first; reusing the
-    newest minimises the chance of writing into a connection the instance is about to drop.
+    def wants_connection(self) -> bool: ...
+    def pool_ready(self, conn: UpstreamConnection) -> None: ...
+    def pool_failed(self, exc: BaseException) -> None: ...
+
+
+class ConnectionPool:
+    """Connections to one endpoint: idle keep-alive ones, and the dials that make new ones.
+
+    Idle connections are reused most recently used first: the instance's own idle timeout closes
+    the oldest sockets first, so reusing the newest minimises the chance of writing into a
+    connection the instance is about to drop.
+
+    A request that finds no idle connection *waits* here, first come first served, and gets
+    whichever comes first: a connection another request just finished with, or a new one. At most
+    ``max_connecting`` dials are in progress at once. Without that bound a burst of N requests
+    opens N connections in the same instant, and an app with a small listen backlog (Python's
+    ``http.server`` has 5) drops the SYNs that overflow its accept queue: clients then stall for
+    seconds in TCP retransmission back-off. Dials belong to the pool, not to a request, so a dial
+    stuck in back-off delays nobody while other connections are serving.
     """
 
-    __slots__ = ("closed", "idle", "max_idle")
+    __slots__ = ("_dials", "_handing", "_loop", "_retry", "_waiters", "address", "closed", "connect_timeout",
+                 "dialing", "high_water", "idle", "live", "max_connecting", "max_idle")
 
-    def __init__(self, max_idle: int = 256) -> None:
+    def __init__(self, max_idle: int = 256, *, address: tuple[str, int] = ("127.0.0.1", 0),
+                 max_connecting: int = 8) -> None:
         self.idle: list[UpstreamConnection] = []
         self.max_idle = max_idle
         self.closed = False
+        self.address = address
+        self.max_connecting = max_connecting
+        self.connect_timeout = 5.0
+        self.high_water = 256 * 1024
+        self.dialing = 0  # dials in progress
+        self.live = 0  # open connections this pool dialled (busy or idle)
+        self._waiters: deque[PoolWaiter] = deque()
+        self._handing = 0  # connections scheduled for hand-off to a waiter
+        self._dials: set[asyncio.Task[None]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a connection (some may have given up and not been pruned yet)."""
+        return len(self._waiters)
 
     def get(self) -> UpstreamConnection | None:
-        """An idle, still-open connection, or None when a new one must be dialled."""
+        """An idle, still-open connection, or None when the caller must ``wait`` for one."""
         idle = self.idle
         while idle:
             conn = idle.pop()
@@ -65,12 +101,114 @@ class ConnectionPool:
         return None
 
     def put(self, conn: UpstreamConnection) -> None:
-        """Return a connection after a complete exchange; close it when the pool is full or closed."""
+        """Return a connection after a complete exchange: to the oldest waiter, else to the idle
+        list (closed when the pool is full or closed).
+
+        The hand-off to a waiter runs on the next loop iteration, because ``put`` is called from
+        inside the connection's parser callbacks.
+        """
+        if self._waiters and conn.usable():
+            self._handing += 1
+            self._loop_of().call_soon(self._hand_off, conn)
+            return
+        self._keep_idle(conn)
+
+    def _keep_idle(self, conn: UpstreamConnection) -> None:
         if self.closed or len(self.idle) >= self.max_idle or not conn.usable():
             conn.close()
             return
         conn.pool = self
         self.idle.append(conn)
+
+    def wait(self, waiter: PoolWaiter, *, max_connecting: int, connect_timeout: float, high_water: int) -> None:
+        """Queue ``waiter`` for a connection; dial a new one when few enough dials are in progress.
+
+        The waiter later gets ``pool_ready(conn)``, or ``pool_failed(exc)`` when a dial failed and
+        the pool has no open connection that could serve it instead.
+        """
+        self.max_connecting = max(1, max_connecting)
+        self.connect_timeout = connect_timeout
+        self.high_water = high_water
+        self._waiters.append(waiter)
+        self._maybe_dial()
+
+    def _next_waiter(self) -> PoolWaiter | None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if waiter.wants_connection():
+                return waiter
+        return None
+
+    def _hand_off(self, conn: UpstreamConnection) -> None:
+        self._handing -= 1
+        if not conn.usable():
+            self._maybe_dial()  # it died on the way; the waiters still need one
+            return
+        waiter = self._next_waiter()
+        if waiter is None:
+            self._keep_idle(conn)
+        else:
+            waiter.pool_ready(conn)
+
+    def _maybe_dial(self) -> None:
+        """Start dials for waiters not covered by a dial or hand-off already under way."""
+        needed = len(self._waiters) - self._handing - self.dialing
+        while needed > 0 and self.dialing < self.max_connecting:
+            self.dialing += 1
+            needed -= 1
+            task = self._loop_of().create_task(self._dial())
+            self._dials.add(task)
+            task.add_done_callback(self._dials.discard)
+
+    async def _dial(self) -> None:
+        host, port = self.address
+        try:
+            conn = await open_connection(host, port, self.connect_timeout)
+        except (TimeoutError, OSError) as exc:
+            self.dialing -= 1
+            self._dial_failed(exc)
+            return
+        except asyncio.CancelledError:
+            self.dialing -= 1
+            raise
+        self.dialing -= 1
+        conn.home = self
+        self.live += 1
+        conn.transport_limits(self.high_water)
+        waiter = self._next_waiter()
+        if waiter is None:
+            self._keep_idle(conn)
+        else:
+            waiter.pool_ready(conn)
+        self._maybe_dial()
+
+    def _dial_failed(self, exc: BaseException) -> None:
+        """A dial failed: with no open connection left to serve the queue, the oldest request gets
+        the error (it may retry elsewhere); otherwise the queue waits for the open ones and dials
+        again shortly (not at once: a refusing instance would make that a busy loop)."""
+        if self.live <= 0:
+            waiter = self._next_waiter()
+            if waiter is not None:
+                waiter.pool_failed(exc)
+            self._maybe_dial()
+        elif self._waiters and self._retry is None:
+            self._retry = self._loop_of().call_later(0.05, self._retry_dial)
+
+    def _retry_dial(self) -> None:
+        self._retry = None
+        self._maybe_dial()
+
+    def lost(self, conn: UpstreamConnection) -> None:
+        """A connection this pool dialled has closed."""
+        self.live -= 1
+        if self._waiters:
+            self._maybe_dial()
+
+    def _loop_of(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def discard(self, conn: UpstreamConnection) -> None:
         """Forget a connection that died while idle."""
@@ -82,9 +220,15 @@ class ConnectionPool:
         idle, self.idle = self.idle, []
         for conn in idle:
             conn.close()
+        if not self._waiters:
+            for task in list(self._dials):
+                task.cancel()
 
     def close(self) -> None:
-        """Close every idle connection and refuse future ones (the endpoint was removed)."""
+        """Close every idle connection and keep no new ones (the endpoint was removed).
+
+        Requests already queued here are still served (a removed endpoint finishes its requests).
+        """
         self.closed = True
         self.clear()
 
@@ -100,6 +244,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_status",
         "_tunnel",
         "dead",
+        "head_cache",
+        "home",
         "listener",
         "pool",
         "reading_paused",
@@ -112,7 +258,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.listener: UpstreamListener | None = None
         self.sink: Sink | None = None
-        self.pool: ConnectionPool | None = None
+        self.pool: ConnectionPool | None = None  # set while idle in a pool
+        self.home: ConnectionPool | None = None  # the pool that dialled it (counts it as live)
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[Header] = []
         self._status = 0
@@ -122,6 +269,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.dead = False
         self.reused = False
         self.reading_paused = False
+        # The exchange's last (inputs, headers, built client head), reused for identical responses.
+        self.head_cache: tuple[tuple[int, bytes, bool, bool, bool], list[Header], tuple[bytes, int, bool]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -186,6 +335,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
+        if self.home is not None:
+            self.home.lost(self)
+            self.home = None
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.on_upstream_lost(exc)
