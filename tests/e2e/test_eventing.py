@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import WispServer
-from tests.support import free_port, wait_for_port
+from tests.e2e.conftest import WispServer, wait_until
+from tests.e2e.eventing_support import RECEIVER_PRELUDE, Receiver, receivers
 
 pytestmark = pytest.mark.e2e
 
@@ -26,23 +26,14 @@ pytestmark = pytest.mark.e2e
 #   fail    500 with body "nope"
 #   reply   200 + a binary-mode reply event of type argv[4] (ce-id = "reply-" + incoming id)
 #   text    200 with a plain-text body (not a CloudEvent)
-SUBSCRIBER = r'''
-import json, sys, time, threading
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-
-port, out, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+SUBSCRIBER = RECEIVER_PRELUDE + r'''
 reply_type = sys.argv[4] if len(sys.argv) > 4 else "reply"
-lock = threading.Lock()
 
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
+class H(Answering):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        rec = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-               "body": body.decode("utf-8", "replace"), "t": time.monotonic()}
-        with lock, open(out, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        self.record({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                     "body": body.decode("utf-8", "replace"), "t": time.monotonic()})
         if mode == "fail":
             self._answer(500, {}, b"nope")
         elif mode == "reply":
@@ -53,59 +44,30 @@ class H(BaseHTTPRequestHandler):
             self._answer(200, {"content-type": "text/plain"}, b"thanks")
         else:
             self._answer(202, {}, b"")
-    def _answer(self, status, headers, body):
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-class Server(ThreadingHTTPServer):
-    request_queue_size = 1024
-    daemon_threads = True
-
+Server.request_queue_size = 1024
 Server(("127.0.0.1", port), H).serve_forever()
 '''
 
 
-class Subscriber:
+class Subscriber(Receiver):
     def __init__(self, tmp: Path, name: str, mode: str, *extra: str) -> None:
-        self.port = free_port()
-        self.file = tmp / f"{name}.jsonl"
-        self.file.touch()
-        script = tmp / "subscriber.py"
-        script.write_text(SUBSCRIBER)
-        self.proc = subprocess.Popen([sys.executable, str(script), str(self.port), str(self.file), mode, *extra])
-        wait_for_port(self.port)
+        super().__init__(tmp, name, SUBSCRIBER, "subscriber.py", mode, *extra)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def records(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.file.read_text().splitlines() if line]
-
     def ids(self) -> list[str]:
-        return [str(r["headers"].get("ce-id")) for r in self.records()]  # type: ignore[attr-defined]
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        return [str(r["headers"].get("ce-id")) for r in self.records()]
 
 
 @pytest.fixture
 def subscribers(tmp_path: Path) -> Iterator[Callable[..., Subscriber]]:
-    started: list[Subscriber] = []
+    def start(name: str, mode: str = "ok", *extra: str) -> Subscriber:
+        return Subscriber(tmp_path, name, mode, *extra)
 
-    def make(name: str, mode: str = "ok", *extra: str) -> Subscriber:
-        sub = Subscriber(tmp_path, name, mode, *extra)
-        started.append(sub)
-        return sub
-
-    yield make
-    for sub in started:
-        sub.stop()
+    yield from receivers(start)
 
 
 def ingress(server: WispServer, broker: str = "default", ns: str = "default") -> tuple[str, dict[str, str]]:
@@ -123,14 +85,6 @@ def send(server: WispServer, id_: str, type_: str, *, structured: bool = False, 
     headers = {**headers, "ce-specversion": "1.0", "ce-id": id_, "ce-source": "/test", "ce-type": type_,
                "content-type": "application/json", **{f"ce-{k}": v for k, v in (extra or {}).items()}}
     return httpx.post(url, content=json.dumps({"id": id_}), headers=headers)
-
-
-def eventually(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def setup_broker(server: WispServer, *args: str) -> None:
@@ -154,7 +108,7 @@ def test_subscriber_gets_exactly_the_matching_events_in_both_modes(
     for i in range(3):
         assert send(wisp_server, f"c{i}", "t.cesql").status_code == 202
     expected = {f"{p}{i}" for p in "bs" for i in range(5)} | {"c0", "c1"}
-    eventually(lambda: len(sub.records()) >= len(expected))
+    wait_until(lambda: len(sub.records()) >= len(expected))
     time.sleep(0.5)  # anything extra would have arrived by now
     records = sub.records()
     assert sorted(sub.ids()) == sorted(expected)
@@ -188,7 +142,7 @@ def test_bad_input_gets_the_right_status_and_nothing_is_delivered(
     options = httpx.options(url, headers={**host, "webhook-request-origin": "me.example"})
     assert options.headers["webhook-allowed-origin"] == "me.example"
     assert send(wisp_server, "good", "t").status_code == 202  # still up
-    eventually(lambda: sub.ids() == ["good"])
+    wait_until(lambda: sub.ids() == ["good"])
     time.sleep(0.3)
     assert sub.ids() == ["good"]
 
@@ -200,7 +154,7 @@ def test_failing_subscriber_is_retried_with_backoff_then_dead_lettered(
     trigger(wisp_server, "t", failing.url, "--retry", "3", "--backoff-policy", "linear",
             "--backoff-delay", "PT0.2S", "--dls", dls.url)
     assert send(wisp_server, "e1", "t.fail").status_code == 202
-    eventually(lambda: len(dls.records()) == 1)
+    wait_until(lambda: len(dls.records()) == 1)
     attempts = [float(r["t"]) for r in failing.records()]  # type: ignore[arg-type]
     assert len(attempts) == 4
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
@@ -222,9 +176,9 @@ def test_replies_reenter_the_broker_and_ttl_stops_a_loop(
     trigger(wisp_server, "answers", sink.url, "--filter", "type=t.response")
     trigger(wisp_server, "loop", looper.url, "--filter", "type=t.loop")
     assert send(wisp_server, "q1", "t.request").status_code == 202
-    eventually(lambda: sink.ids() == ["reply-q1"])
+    wait_until(lambda: sink.ids() == ["reply-q1"])
     assert send(wisp_server, "l", "t.loop", extra={"knativebrokerttl": "5"}).status_code == 202
-    eventually(lambda: len(looper.records()) >= 4)
+    wait_until(lambda: len(looper.records()) >= 4)
     time.sleep(0.5)
     # ttl 5 → stored 4 → reply stored 3 → 2 → 1; the fifth hop would be 0 and is refused.
     assert looper.ids() == ["l", "reply-l", "reply-reply-l", "reply-reply-reply-l"]
@@ -237,7 +191,7 @@ def test_non_cloudevent_200_is_success_without_retry(
     setup_broker(wisp_server)
     trigger(wisp_server, "t", text.url, "--retry", "3")
     assert send(wisp_server, "x", "t").status_code == 202
-    eventually(lambda: text.ids() == ["x"])
+    wait_until(lambda: text.ids() == ["x"])
     time.sleep(0.5)
     assert text.ids() == ["x"]
 
@@ -265,7 +219,7 @@ def test_kill_9_after_accept_loses_nothing(wisp_server: WispServer, subscribers:
     wisp_server.stop(signal.SIGKILL)
     assert len(accepted) == 1000
     wisp_server.start()
-    eventually(lambda: set(accepted) <= set(sub.ids()), timeout=60)
+    wait_until(lambda: set(accepted) <= set(sub.ids()), 60)
 
 
 def test_cli_send_and_watch(wisp_server: WispServer, subscribers: Callable[..., Subscriber]) -> None:
@@ -286,7 +240,7 @@ def test_cli_send_and_watch(wisp_server: WispServer, subscribers: Callable[..., 
         watch.wait()
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["id"] for e in events] == ["cli-1", "cli-2"]
-    eventually(lambda: sorted(sub.ids()) == ["cli-1", "cli-2"])
+    wait_until(lambda: sorted(sub.ids()) == ["cli-1", "cli-2"])
     listed = wisp_server.cli("trigger", "list").stdout
     assert "all" in listed and "True" in listed
     assert "broker-ingress.localhost" in wisp_server.cli("broker", "describe", "default").stdout

@@ -3,113 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
+from tests.e2e import eventing_support
 from tests.e2e.conftest import WispServer, wait_until
-from tests.support import free_port, wait_for_port
+from tests.e2e.eventing_support import Step, apply, get, ready
 
 pytestmark = pytest.mark.e2e
 
-# A step process. Modes (argv[3]):
-#   append:S   reply with the same event, data {"trail": trail + [S]}   (a transforming step)
-#   record     202, no reply                                            (a final sink)
-#   fail       500                                                      (a broken step)
-#   filter:T   echo the event back when ce-type == T, else 202 with no body (a Parallel filter)
-STEP = r'''
-import json, sys, threading
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-
-port, out, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-lock = threading.Lock()
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        with lock, open(out, "a") as f:
-            f.write(json.dumps({"headers": headers, "body": body.decode()}) + "\n")
-        ce = {k: v for k, v in headers.items() if k.startswith("ce-")}
-        if mode.startswith("append:"):
-            trail = json.loads(body or b"{}").get("trail", []) + [mode[7:]]
-            self._answer(200, {**ce, "content-type": "application/json"}, json.dumps({"trail": trail}).encode())
-        elif mode == "fail":
-            self._answer(500, {}, b"step failed")
-        elif mode.startswith("filter:"):
-            if headers.get("ce-type") == mode[7:]:
-                self._answer(200, {**ce, "content-type": headers.get("content-type", "")}, body)
-            else:
-                self._answer(202, {}, b"")
-        else:
-            self._answer(202, {}, b"")
-    def _answer(self, status, headers, body):
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-Server(("127.0.0.1", port), H).serve_forever()
-'''
-
-
-class Step:
-    def __init__(self, tmp: Path, name: str, mode: str) -> None:
-        self.port = free_port()
-        self.file = tmp / f"{name}.jsonl"
-        self.file.touch()
-        script = tmp / "step.py"
-        script.write_text(STEP)
-        self.proc = subprocess.Popen([sys.executable, str(script), str(self.port), str(self.file), mode])
-        wait_for_port(self.port)
-
-    @property
-    def dest(self) -> dict[str, str]:
-        return {"uri": f"http://127.0.0.1:{self.port}/"}
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.file.read_text().splitlines() if line]
-
-
-@pytest.fixture
-def steps(tmp_path: Path) -> Iterator[Callable[[str, str], Step]]:
-    started: list[Step] = []
-
-    def make(name: str, mode: str) -> Step:
-        started.append(Step(tmp_path, name, mode))
-        return started[-1]
-
-    yield make
-    for step in started:
-        step.proc.kill()
-        step.proc.wait()
-
-
-def apply(server: WispServer, *docs: dict[str, Any]) -> None:
-    server.cli("apply", "-f", "-", input=yaml.safe_dump_all(list(docs)))
-
-
-def get(server: WispServer, plural: str, name: str, group: str = "flows.knative.dev/v1") -> dict[str, Any]:
-    resp = httpx.get(f"{server.api}/apis/{group}/namespaces/default/{plural}/{name}")
-    return resp.json() if resp.status_code == 200 else {}
-
-
-def ready(obj: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
+steps = eventing_support.steps  # the step-process fixture
 
 
 def post(server: WispServer, url: str, id_: str, type_: str, data: dict[str, Any] | None = None) -> httpx.Response:

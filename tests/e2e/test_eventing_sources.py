@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e import test_eventing_flows as flows_e2e
+from tests.e2e import eventing_support
 from tests.e2e.conftest import WispServer, wait_until
-from tests.e2e.test_eventing_flows import Step, apply, get, ready
+from tests.e2e.eventing_support import Step, apply, get, ready
 
 pytestmark = pytest.mark.e2e
-steps = flows_e2e.steps  # the step-process fixture
+steps = eventing_support.steps  # the step-process fixture
 SOURCES = "sources.knative.dev/v1"
 
 

@@ -272,47 +272,35 @@ def _validate_floats(annotations: Mapping[str, str], errs: _Errors) -> None:
 
 
 def _validate_window(annotations: Mapping[str, str], errs: _Errors) -> None:
-    found = get_annotation(annotations, WINDOW)
+    _check_duration_range(annotations, WINDOW, WINDOW_MIN, WINDOW_MAX, errs, whole_seconds=True)
+
+
+def _validate_retention(annotations: Mapping[str, str], errs: _Errors) -> None:
+    _check_duration_range(annotations, SCALE_TO_ZERO_RETENTION, 0, WINDOW_MAX, errs, whole_seconds=False)
+
+
+def _validate_scale_down_delay(annotations: Mapping[str, str], errs: _Errors) -> None:
+    _check_duration_range(annotations, SCALE_DOWN_DELAY, 0, WINDOW_MAX, errs, whole_seconds=True)
+
+
+def _check_duration_range(annotations: Mapping[str, str], keys: tuple[str, ...], low: float, high: float,
+                          errs: _Errors, *, whole_seconds: bool) -> None:
+    """A Go-duration annotation within [low, high] (and, for most, in whole seconds, as Knative asks)."""
+    found = get_annotation(annotations, keys)
     if not found:
         return
     key, value = found
     seconds = parse_go_duration(value)
     if seconds is None:
         errs.invalid(key, value)
-    elif seconds < WINDOW_MIN or seconds > WINDOW_MAX:
-        errs.out_of_bounds(key, value, _go_duration_str(WINDOW_MIN), _go_duration_str(WINDOW_MAX))
-    elif not _whole_seconds(seconds):
+    elif seconds < low or seconds > high:
+        errs.out_of_bounds(key, value, _go_duration_str(low), _go_duration_str(high))
+    elif whole_seconds and not _whole_seconds(seconds):
         errs.add(key, "must be specified with at most second precision")
 
 
 def _whole_seconds(seconds: float) -> bool:
     return abs(seconds - round(seconds)) < 1e-9
-
-
-def _validate_retention(annotations: Mapping[str, str], errs: _Errors) -> None:
-    found = get_annotation(annotations, SCALE_TO_ZERO_RETENTION)
-    if not found:
-        return
-    key, value = found
-    seconds = parse_go_duration(value)
-    if seconds is None:
-        errs.invalid(key, value)
-    elif seconds < 0 or seconds > WINDOW_MAX:
-        errs.out_of_bounds(key, value, "0s", _go_duration_str(WINDOW_MAX))
-
-
-def _validate_scale_down_delay(annotations: Mapping[str, str], errs: _Errors) -> None:
-    found = get_annotation(annotations, SCALE_DOWN_DELAY)
-    if not found:
-        return
-    key, value = found
-    seconds = parse_go_duration(value)
-    if seconds is None:
-        errs.invalid(key, value)
-    elif seconds < 0 or seconds > WINDOW_MAX:
-        errs.out_of_bounds(key, value, "0s", _go_duration_str(WINDOW_MAX))
-    elif not _whole_seconds(seconds):
-        errs.add(key, "must be specified with at most second precision")
 
 
 def _validate_metric(annotations: Mapping[str, str], errs: _Errors) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from wisp.api.errors import FieldError
-from wisp.api.fields import Errors, at, get_map, get_str, invalid, missing
+from wisp.api.fields import Errors, at, get_map, get_str, invalid, missing, require_map
 from wisp.api.meta import is_dns1123_subdomain
 from wisp.config import Config
 from wisp.eventing.delivery import parse_destination, validate_delivery
@@ -103,9 +103,8 @@ def default_trigger(obj: dict[str, Any], config: Config) -> None:
 
 
 def validate_trigger(obj: dict[str, Any], old: dict[str, Any] | None, config: Config, errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     broker = get_str(spec, "broker", "spec.broker", errs)
     if not broker:

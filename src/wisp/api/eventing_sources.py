@@ -17,7 +17,7 @@ import binascii
 import json
 from typing import Any
 
-from wisp.api.fields import Errors, at, get_list, get_map, get_str, invalid, missing
+from wisp.api.fields import Errors, at, get_list, get_map, get_str, invalid, missing, require_map
 from wisp.config import Config
 from wisp.eventing.ce.attributes import is_valid_name
 from wisp.eventing.cron import InvalidSchedule, parse_schedule
@@ -78,9 +78,8 @@ def default_ping_source(obj: dict[str, Any], config: Config) -> None:
 
 
 def validate_ping_source(obj: dict[str, Any], old: dict[str, Any] | None, config: Config, errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     schedule = get_str(spec, "schedule", "spec.schedule", errs) or DEFAULT_SCHEDULE
     timezone = get_str(spec, "timezone", "spec.timezone", errs)
@@ -129,9 +128,8 @@ def default_api_server_source(obj: dict[str, Any], config: Config) -> None:
 
 def validate_api_server_source(obj: dict[str, Any], old: dict[str, Any] | None, config: Config,
                                errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     mode = spec.get("mode") or "Reference"
     if mode not in API_SERVER_MODES:
@@ -172,9 +170,8 @@ def _selector(sel: Any, path: str, errs: Errors) -> None:
 
 def validate_container_source(obj: dict[str, Any], old: dict[str, Any] | None, config: Config,
                               errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     template = get_map(spec, "template", "spec.template", errs) or {}
     containers = ((template.get("spec") or {}).get("containers")) or []
@@ -190,9 +187,8 @@ def validate_container_source(obj: dict[str, Any], old: dict[str, Any] | None, c
 
 
 def validate_sink_binding(obj: dict[str, Any], old: dict[str, Any] | None, config: Config, errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     subject = get_map(spec, "subject", "spec.subject", errs)
     if subject is None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from wisp.api.errors import FieldError
+
+T = TypeVar("T")
 
 REQUIRED = "FieldValueRequired"
 INVALID = "FieldValueInvalid"
@@ -92,34 +94,36 @@ def _wrong_type(value: Any, path: str, expected: str, errs: Errors) -> None:
 
 def get_map(obj: Mapping[str, Any], name: str, path: str, errs: Errors) -> dict[str, Any] | None:
     """`obj[name]` if it is an object; None when absent or null, an error when of another type."""
-    value = obj.get(name)
-    if value is None or isinstance(value, dict):
-        return value
-    _wrong_type(value, path, "an object", errs)
-    return None
+    return _get_typed(obj, name, path, errs, dict, "an object")
+
+
+def require_map(obj: Mapping[str, Any], name: str, path: str, errs: Errors) -> dict[str, Any] | None:
+    """`get_map` for a field that must be there: None (validation stops) also reports it missing."""
+    value = get_map(obj, name, path, errs)
+    if value is None:
+        errs.append(missing(path))
+    return value
 
 
 def get_list(obj: Mapping[str, Any], name: str, path: str, errs: Errors) -> list[Any] | None:
-    value = obj.get(name)
-    if value is None or isinstance(value, list):
-        return value
-    _wrong_type(value, path, "a list", errs)
-    return None
+    return _get_typed(obj, name, path, errs, list, "a list")
 
 
 def get_str(obj: Mapping[str, Any], name: str, path: str, errs: Errors) -> str | None:
-    value = obj.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    _wrong_type(value, path, "a string", errs)
-    return None
+    return _get_typed(obj, name, path, errs, str, "a string")
 
 
 def get_bool(obj: Mapping[str, Any], name: str, path: str, errs: Errors) -> bool | None:
+    return _get_typed(obj, name, path, errs, bool, "a boolean")
+
+
+def _get_typed(obj: Mapping[str, Any], name: str, path: str, errs: Errors, kind: type[T],
+               expected: str) -> T | None:
+    """`obj[name]` if it is a `kind`; None when absent or null, an error when of another type."""
     value = obj.get(name)
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, kind):
         return value
-    _wrong_type(value, path, "a boolean", errs)
+    _wrong_type(value, path, expected, errs)
     return None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from wisp.api.errors import FieldError
-from wisp.api.fields import Errors, at, get_list, get_map, invalid, missing
+from wisp.api.fields import Errors, at, get_list, get_map, invalid, missing, require_map
 from wisp.config import Config
 from wisp.eventing.delivery import parse_destination, validate_delivery
 
@@ -103,9 +103,8 @@ def default_subscription(obj: dict[str, Any], config: Config) -> None:
 
 
 def validate_subscription(obj: dict[str, Any], old: dict[str, Any] | None, config: Config, errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     ns = _namespace(obj)
     channel = get_map(spec, "channel", "spec.channel", errs)
@@ -184,9 +183,8 @@ def _self_reference(obj: dict[str, Any], dest: Any, own_channels: set[str], path
 
 
 def validate_sequence(obj: dict[str, Any], old: dict[str, Any] | None, config: Config, errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     steps = get_list(spec, "steps", "spec.steps", errs)
     if not steps:
@@ -205,9 +203,8 @@ def validate_sequence(obj: dict[str, Any], old: dict[str, Any] | None, config: C
 
 
 def validate_parallel(obj: dict[str, Any], old: dict[str, Any] | None, config: Config, errs: Errors) -> None:
-    spec = get_map(obj, "spec", "spec", errs)
+    spec = require_map(obj, "spec", "spec", errs)
     if spec is None:
-        errs.append(missing("spec"))
         return
     branches = get_list(spec, "branches", "spec.branches", errs)
     if not branches:

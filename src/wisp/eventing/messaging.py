@@ -45,9 +45,11 @@ from wisp.eventing.channels import (
 from wisp.eventing.cloudevents import CloudEvent
 from wisp.eventing.containersource import ContainerSources, container_instance_spec
 from wisp.eventing.cron import InvalidSchedule
+from wisp.eventing.dispatch import TriggerDispatcher, TriggerSpec
+from wisp.eventing.dispatchers import DispatcherSet
 from wisp.eventing.eventtypes import EventTypeRecorder, auto_create_enabled
 from wisp.eventing.flows import PARALLEL, SEQUENCE, desired_parallel, desired_sequence, flow_status
-from wisp.eventing.log import EventLogError, open_backend
+from wisp.eventing.log import EventLog, EventLogError, open_backend
 from wisp.eventing.ping import PingScheduler, PingSpec, SqliteTicks, ping_spec
 from wisp.eventing.sources import SOURCE_CONDITIONS, ce_overrides, overrides_env, post_event, resolve_sink
 from wisp.eventing.subscriptions import (
@@ -93,7 +95,7 @@ class MessagingSystem:
         self.data_dir = data_dir
         self.memory_log = open_backend("memory", clock=self.clock)
         self.channels = ChannelIngress(eventing.log, self.memory_log, self.clock)
-        self.dispatchers: dict[Key, SubscriptionDispatcher] = {}
+        self.dispatchers = _SubscriptionDispatchers(self)
         self._ticks: SqliteTicks | None = None
         self.ping: PingScheduler | None = None
         self.apiserver = ApiServerWatcher(api_url or "wisp-apiserver", self.emit)
@@ -151,9 +153,7 @@ class MessagingSystem:
         self.table.set_local_handler(self._host, None)
         for queue in self._queues.values():
             await queue.stop()
-        for dispatcher in list(self.dispatchers.values()):
-            await dispatcher.stop()
-        self.dispatchers.clear()
+        await self.dispatchers.stop()
         await self.apiserver.close()
         if self.containers is not None:
             await self.containers.close()
@@ -228,41 +228,16 @@ class MessagingSystem:
     async def _subscription_job(self, key: Key) -> None:
         sub = self.ctx.store.find(SUBSCRIPTION, *key)
         if sub is None:
-            await self._remove_dispatcher(key, delete_consumer=True)
+            await self.dispatchers.remove(key, delete_consumer=True)
             return
         plan = plan_subscription(self.ctx, sub)
         now = self.ctx.now()
-        if plan.spec is None:
-            await self._remove_dispatcher(key, delete_consumer=False)
+        if await self.dispatchers.sync(key, plan.spec):
+            SUBSCRIPTION_CONDITIONS.mark_true(plan.subscription, "AddedToChannel", now)
+        else:
             SUBSCRIPTION_CONDITIONS.mark_unknown(plan.subscription, "AddedToChannel", "NotDeliverable",
                                                  "waiting for the channel and the destinations", now)
-        else:
-            await self._ensure_dispatcher(key, plan.spec)
-            SUBSCRIPTION_CONDITIONS.mark_true(plan.subscription, "AddedToChannel", now)
         write_status(self.ctx, SUBSCRIPTION, sub, plan.subscription)
-
-    async def _ensure_dispatcher(self, key: Key, spec: SubscriptionSpec) -> None:
-        current = self.dispatchers.get(key)
-        if current is not None and current.spec.consumer == spec.consumer and current.spec.stream == spec.stream:
-            current.update(spec)
-            return
-        await self._remove_dispatcher(key, delete_consumer=current is not None)
-        backing = self.channels.log_for(spec.channel_plural)
-        dispatcher = SubscriptionDispatcher(spec, backing, self.eventing.sender, self.eventing.ingress.publish,
-                                            self.clock, self.eventing.metrics, local=self.publish_local)
-        await dispatcher.start()
-        self.dispatchers[key] = dispatcher
-        log.info("%s/subscription/%s: %s -> %s", spec.namespace, spec.name, spec.stream, spec.subscriber or spec.reply)
-
-    async def _remove_dispatcher(self, key: Key, *, delete_consumer: bool) -> None:
-        dispatcher = self.dispatchers.pop(key, None)
-        if dispatcher is None:
-            return
-        await dispatcher.stop()
-        if delete_consumer:
-            backing = self.channels.log_for(getattr(dispatcher.spec, "channel_plural", ""))
-            with contextlib.suppress(EventLogError):
-                await backing.delete_consumer(dispatcher.spec.stream, dispatcher.spec.consumer)
 
     # -- flows -------------------------------------------------------------------------------
     async def _sequence_job(self, key: Key) -> None:
@@ -418,3 +393,28 @@ class MessagingSystem:
         if self.event_types.active and not self._observing:
             self._observing = True
             self.eventing.add_observer(self.event_types.observe)
+
+
+class _SubscriptionDispatchers(DispatcherSet[SubscriptionSpec]):
+    """Subscription dispatchers read their channel's stream in the log backing that channel kind."""
+
+    def __init__(self, system: MessagingSystem) -> None:
+        super().__init__()
+        self._system = system
+
+    def _create(self, spec: SubscriptionSpec) -> TriggerDispatcher:
+        s, eventing = self._system, self._system.eventing
+        return SubscriptionDispatcher(spec, self._log_of(spec), eventing.sender, eventing.ingress.publish,
+                                      s.clock, eventing.metrics, local=s.publish_local)
+
+    def _log_of(self, spec: TriggerSpec) -> EventLog:
+        return self._system.channels.log_for(getattr(spec, "channel_plural", ""))
+
+    def _same_run(self, old: TriggerSpec, new: SubscriptionSpec) -> bool:
+        return old.consumer == new.consumer and old.stream == new.stream
+
+    def _drops_consumer(self, old: TriggerSpec, new: SubscriptionSpec) -> bool:
+        return True  # a new stream or consumer: the old cursor is of no further use
+
+    def _started(self, spec: SubscriptionSpec) -> None:
+        log.info("%s/subscription/%s: %s -> %s", spec.namespace, spec.name, spec.stream, spec.subscriber or spec.reply)

@@ -22,6 +22,7 @@ from wisp.eventing.broker import BrokerIngress, stream_name
 from wisp.eventing.cloudevents import CloudEvent
 from wisp.eventing.destinations import HttpSender
 from wisp.eventing.dispatch import Sender, TriggerDispatcher, TriggerSpec
+from wisp.eventing.dispatchers import DispatcherSet
 from wisp.eventing.log import EventLog, EventLogError, open_backend
 from wisp.eventing.metrics import EventingMetrics, default_metrics
 from wisp.eventing.reconcilers import (
@@ -66,7 +67,7 @@ class EventingSystem:
         address = ingress or ("127.0.0.1", ctx.urls.ingress_port)
         self._own_sender = sender is None
         self.sender: Sender = sender or HttpSender(ctx.config.network.domain, address)
-        self.dispatchers: dict[Key, TriggerDispatcher] = {}
+        self.dispatchers = _TriggerDispatchers(self)
         self._deps: dict[Dep, set[tuple[str, Key]]] = defaultdict(set)
         self._deps_of: dict[tuple[str, Key], set[Dep]] = {}
         self._brokers = WorkQueue("Broker", self._broker_job, self.clock, workers=2)
@@ -97,9 +98,7 @@ class EventingSystem:
         self.table.set_local_handler(self._host, None)
         await self._brokers.stop()
         await self._triggers.stop()
-        for dispatcher in list(self.dispatchers.values()):
-            await dispatcher.stop()
-        self.dispatchers.clear()
+        await self.dispatchers.stop()
         if self._own_sender and isinstance(self.sender, HttpSender):
             await self.sender.aclose()
         await self.log.close()
@@ -170,42 +169,41 @@ class EventingSystem:
         trigger = self.ctx.store.find(TRIGGER, *key)
         self._track(TRIGGER.key, key, trigger)
         if trigger is None:
-            await self._remove_dispatcher(key, delete_consumer=True)
+            await self.dispatchers.remove(key, delete_consumer=True)
             return
         plan = plan_trigger(self.ctx, trigger)
         now = self.ctx.now()
-        if plan.spec is None:
-            await self._remove_dispatcher(key, delete_consumer=False)
-            if TRIGGER_CONDITIONS._dependent(plan.trigger, "SubscriptionReady").get("status") != "False":
-                TRIGGER_CONDITIONS.mark_unknown(plan.trigger, "SubscriptionReady", "NotDeliverable",
-                                                "waiting for the broker and the subscriber", now)
-        else:
-            await self._ensure_dispatcher(key, plan.spec)
+        if await self.dispatchers.sync(key, plan.spec):
             TRIGGER_CONDITIONS.mark_true(plan.trigger, "SubscriptionReady", now)
+        elif TRIGGER_CONDITIONS._dependent(plan.trigger, "SubscriptionReady").get("status") != "False":
+            TRIGGER_CONDITIONS.mark_unknown(plan.trigger, "SubscriptionReady", "NotDeliverable",
+                                            "waiting for the broker and the subscriber", now)
         write_status(self.ctx, TRIGGER, trigger, plan.trigger)
 
-    async def _ensure_dispatcher(self, key: Key, spec: TriggerSpec) -> None:
-        current = self.dispatchers.get(key)
-        if current is not None and current.spec.consumer == spec.consumer and \
-                current.spec.ordered == spec.ordered and current.spec.broker == spec.broker:
-            current.update(spec)
-            return
-        await self._remove_dispatcher(key, delete_consumer=current is not None and
-                                      current.spec.consumer != spec.consumer)
-        dispatcher = TriggerDispatcher(spec, self.log, self.sender, self.ingress.publish, self.clock,
-                                       self.metrics)
-        await dispatcher.start()
-        self.dispatchers[key] = dispatcher
-        log.info("%s/trigger/%s: dispatching to %s", spec.namespace, spec.name, spec.subscriber)
 
-    async def _remove_dispatcher(self, key: Key, *, delete_consumer: bool) -> None:
-        dispatcher = self.dispatchers.pop(key, None)
-        if dispatcher is None:
-            return
-        await dispatcher.stop()
-        if delete_consumer:
-            with contextlib.suppress(EventLogError):
-                await self.log.delete_consumer(dispatcher.spec.stream, dispatcher.spec.consumer)
+class _TriggerDispatchers(DispatcherSet[TriggerSpec]):
+    """Trigger dispatchers read their broker's stream in the system's event log."""
+
+    def __init__(self, system: EventingSystem) -> None:
+        super().__init__()
+        self._system = system
+
+    def _create(self, spec: TriggerSpec) -> TriggerDispatcher:
+        # `ingress.publish` is read now: it is wrapped once EventTypes are observed (see add_observer).
+        s = self._system
+        return TriggerDispatcher(spec, s.log, s.sender, s.ingress.publish, s.clock, s.metrics)
+
+    def _log_of(self, spec: TriggerSpec) -> EventLog:
+        return self._system.log
+
+    def _same_run(self, old: TriggerSpec, new: TriggerSpec) -> bool:
+        return old.consumer == new.consumer and old.ordered == new.ordered and old.broker == new.broker
+
+    def _drops_consumer(self, old: TriggerSpec, new: TriggerSpec) -> bool:
+        return old.consumer != new.consumer
+
+    def _started(self, spec: TriggerSpec) -> None:
+        log.info("%s/trigger/%s: dispatching to %s", spec.namespace, spec.name, spec.subscriber)
 
 
 def _key(obj: Obj) -> Key:

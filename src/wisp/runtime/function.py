@@ -18,8 +18,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
-import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine
@@ -29,15 +27,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from wisp.clock import Clock
 from wisp.runtime import reaper
-from wisp.runtime.base import Instance, InstanceListener, InstanceSpec, InstanceState, ProbeSpec
+from wisp.runtime.base import Instance, InstanceListener, InstanceSpec, ProbeSpec
+from wisp.runtime.local import LocalBackend, LocalHandle
 from wisp.runtime.logs import DEFAULT_MAX_BYTES, LogWriter
-from wisp.runtime.probes import AGGRESSIVE_TIMEOUT, Check, make_check, run_readiness
+from wisp.runtime.probes import AGGRESSIVE_TIMEOUT, Check, run_readiness
 from wisp.runtime.process import (
-    PIPE_DRAIN_TIMEOUT,
-    PortAllocator,
     ProcessBackend,
     _child_setup,
-    _first,
     base_env,
     resolve_cwd,
 )
@@ -218,17 +214,14 @@ async def _send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> No
 
 
 @dataclass
-class _Forked:
-    """The backend's handle on one forked instance."""
+class _Forked(LocalHandle):
+    """The backend's handle on one forked instance; `read_fd` is our end of its output pipe."""
 
-    instance: Instance
     zygote: ZygoteHandle
-    writer: LogWriter
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    prober: asyncio.Task[None] | None = None
+    read_fd: int
 
 
-class FunctionBackend:
+class FunctionBackend(LocalBackend[_Forked]):
     """Runs function instances as zygote forks; everything else (and every fallback) as processes."""
 
     name = "function"
@@ -236,18 +229,12 @@ class FunctionBackend:
     def __init__(self, data_dir: Path, clock: Clock, *, host: str = "127.0.0.1",
                  log_max_bytes: int = DEFAULT_MAX_BYTES, python: str = sys.executable,
                  preload: tuple[str, ...] = ()) -> None:
-        self.data_dir = data_dir
-        self.clock = clock
-        self.host = host
+        super().__init__(data_dir, clock, host=host, log_max_bytes=log_max_bytes)
         self.python = python
         self.preload = preload
-        self._log_max = log_max_bytes
-        self._ports = PortAllocator(host)
-        self._records = reaper.records_dir(data_dir)
         self._plain = ProcessBackend(data_dir, clock, host=host, log_max_bytes=log_max_bytes)
         self._zygotes: dict[str, ZygoteHandle] = {}
         self._starting: dict[str, asyncio.Task[ZygoteHandle]] = {}
-        self._running: dict[str, _Forked] = {}
         self._unusable: dict[str, str] = {}
         # Who keeps which zygote warm (owner, e.g. a revision key → zygote key). A zygote that had
         # owners is stopped once the last one is released and its last instance has exited.
@@ -269,7 +256,7 @@ class FunctionBackend:
         port = self._ports.allocate()
         env = base_env(spec, port)
         instance = self._new_instance(spec, port, on_change)
-        writer = LogWriter(instance.log_path, self.clock.now, self._log_max)
+        writer = self._new_writer(instance)
         read_fd, write_fd = os.pipe()
         try:
             pid = await zygote.fork(launch, env, cwd, port, write_fd)
@@ -279,49 +266,24 @@ class FunctionBackend:
             return await self._fallback(spec, str(exc), on_change)
         finally:
             os.close(write_fd)
-        forked = _Forked(instance, zygote, writer)
-        self._running[instance.id] = forked
-        instance.pid = pid
-        self._record(instance, pid)
-        self._own(forked, self._watch(forked, read_fd))
-        check = make_check(spec.readiness, self.host, port, env, cwd)
-        forked.prober = self._own(forked, _probe_readiness(
-            check, spec.readiness, self.clock, lambda ok: self._on_probe(instance, ok)))
+        self._launched(_Forked(instance, writer, zygote, read_fd), pid, env, cwd)
         return instance
 
     async def stop(self, instance: Instance, grace: float) -> int | None:
         forked = self._running.get(instance.id)
         if forked is None:
             return await self._plain.stop(instance, grace)
-        if not instance.alive:
-            return instance.exit_code
-        instance._set_state(InstanceState.STOPPING, self.clock.now())
-        if forked.prober is not None:
-            forked.prober.cancel()
-        _signal_group(instance, signal.SIGTERM)
-        if instance.alive:
-            await _first(instance.wait_exited(), self.clock.sleep(grace))
-        if instance.alive:
-            _signal_group(instance, signal.SIGKILL)
-        return await instance.wait_exited()
-
-    async def wait_ready(self, instance: Instance, timeout: float) -> bool:
-        return await self._plain.wait_ready(instance, timeout)
+        return await self._stop_handle(forked, grace)
 
     def list(self) -> list[Instance]:
-        mine = [f.instance for f in self._running.values() if f.instance.alive]
-        return mine + self._plain.list()
+        return self._alive() + self._plain.list()
 
     async def cleanup_stale(self) -> int:
         keep = set(self._running) | {i.id for i in self._plain.list()} | {f"zygote-{k}" for k in self._zygotes}
         return await asyncio.to_thread(reaper.cleanup_stale, self._records, keep)
 
     async def close(self, grace: float) -> None:
-        await asyncio.gather(*(self.stop(i, grace) for i in self.list()))
-        for forked in list(self._running.values()):
-            for task in list(forked.tasks):
-                task.cancel()
-            await asyncio.gather(*forked.tasks, return_exceptions=True)
+        await self._close_handles(grace)
         await self._plain.close(grace)
         for pending in self._starting.values():
             pending.cancel()
@@ -457,26 +419,11 @@ class FunctionBackend:
 
     # ---- instances -------------------------------------------------------------------------
 
-    def _new_instance(self, spec: InstanceSpec, port: int, on_change: InstanceListener | None) -> Instance:
-        instance_id = f"{spec.revision}-{secrets.token_hex(4)}"
-        log_path = self.data_dir / "logs" / spec.namespace / spec.revision / f"{instance_id}.log"
-        instance = Instance(instance_id, spec, host=self.host, port=port, pid=None,
-                            started_at=self.clock.now(), log_path=log_path)
-        if on_change is not None:
-            instance.add_listener(on_change)
-        return instance
-
     async def _fallback(self, spec: InstanceSpec, reason: str, on_change: InstanceListener | None) -> Instance:
         """A plain process; the server prints `reason` as the first line of the instance log."""
         log.info("%s/%s: starting a plain process: %s", spec.namespace, spec.revision, reason)
         env = {**spec.env, "WISP_FUNC_FALLBACK": reason}
         return await self._plain.start(replace(spec, env=env), on_change=on_change)
-
-    def _record(self, instance: Instance, pid: int) -> None:
-        start = reaper.proc_start_time(pid) or 0
-        reaper.write_record(self._records, reaper.InstanceRecord(
-            id=instance.id, pid=pid, pgid=pid, start_time=start, namespace=instance.spec.namespace,
-            revision=instance.spec.revision, owner_pid=os.getpid()))
 
     def _record_zygote(self, handle: ZygoteHandle) -> None:
         pid = handle.proc.pid
@@ -484,37 +431,19 @@ class FunctionBackend:
             id=f"zygote-{handle.key}", pid=pid, pgid=pid, start_time=reaper.proc_start_time(pid) or 0,
             namespace="", revision="", owner_pid=os.getpid()))
 
-    def _own(self, forked: _Forked, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        forked.tasks.add(task)
-        task.add_done_callback(forked.tasks.discard)
-        return task
+    def _released(self, forked: _Forked) -> None:
+        self._retire_if_unused(forked.zygote.key)
 
-    async def _watch(self, forked: _Forked, read_fd: int) -> None:
-        """Copy the instance's output to its log until the zygote reports its exit."""
-        instance = forked.instance
-        assert instance.pid is not None
-        pump = asyncio.ensure_future(_pump_fd(read_fd, forked.writer))
-        code: int | None = None
-        try:
-            code = await forked.zygote.exit_future(instance.pid)
-            _signal_group(instance, signal.SIGKILL)  # whatever it spawned goes with it
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pump), PIPE_DRAIN_TIMEOUT)
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
-            if forked.prober is not None:
-                forked.prober.cancel()
-            forked.writer.close()
-            reaper.remove_record(self._records, instance.id)
-            self._running.pop(instance.id, None)
-            self._retire_if_unused(forked.zygote.key)
-        instance._set_state(InstanceState.EXITED, self.clock.now(), code)
+    async def _exited(self, forked: _Forked) -> int:
+        assert forked.instance.pid is not None
+        return await forked.zygote.exit_future(forked.instance.pid)
 
-    def _on_probe(self, instance: Instance, ok: bool) -> None:
-        instance._set_state(InstanceState.READY if ok else InstanceState.UNREADY, self.clock.now())
+    async def _pump(self, forked: _Forked) -> None:
+        await _pump_fd(forked.read_fd, forked.writer)
+
+    def _readiness(self, check: Check, probe: ProbeSpec,
+                   on_change: Callable[[bool], None]) -> Coroutine[Any, Any, None]:
+        return _probe_readiness(check, probe, self.clock, on_change)
 
 
 async def _probe_readiness(check: Check, probe: ProbeSpec, clock: Clock,
@@ -545,12 +474,6 @@ async def _pump_fd(fd: int, writer: LogWriter) -> None:
             writer.feed(chunk)
     finally:
         transport.close()
-
-
-def _signal_group(instance: Instance, sig: signal.Signals) -> None:
-    if instance.pid is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(instance.pid, sig)
 
 
 def _tail_text(path: Path, n: int = 3) -> list[str]:
