@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import calendar
 import heapq
 import itertools
 import time
@@ -76,3 +77,18 @@ class FakeClock:
 def rfc3339(ts: float) -> str:
     """Kubernetes timestamp form: UTC, whole seconds, `Z` suffix."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def age(timestamp: str | None, now: float) -> str:
+    """How long ago an RFC 3339 timestamp was, as kubectl prints it: `42s`, `5m`, `3h`, `2d`."""
+    if not timestamp:
+        return ""
+    try:
+        then = calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return ""
+    seconds = max(0, int(now - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -20,6 +20,7 @@ from wisp.api.selectors import Selector, parse_selector
 from wisp.apiserver import bodies
 from wisp.apiserver.admission import admit, check_identity
 from wisp.apiserver.status import status_body
+from wisp.apiserver.tables import to_table, wants_table
 from wisp.config import Config
 from wisp.store import Store, Watcher
 
@@ -86,7 +87,11 @@ class ResourceAPI:
                 return self._delete_collection(request, target)
         else:
             if method == "GET":
-                return render(request, self._get(target))
+                obj = self._get(target)
+                if wants_table(request.headers.get("accept", "")) and not target.subresource:
+                    return render(request, to_table(target.kind, [obj], obj["metadata"]["resourceVersion"],
+                                                     self.store.clock.now()))
+                return render(request, obj)
             if method == "PUT":
                 return await self._replace(request, target)
             if method == "PATCH":
@@ -108,6 +113,8 @@ class ResourceAPI:
         if t.namespace:
             self._require_namespace(t.namespace)
         items = _field_filter(request, self.store.list(t.kind, t.namespace, selector))
+        if wants_table(request.headers.get("accept", "")):
+            return render(request, to_table(t.kind, items, str(self.store.resource_version), self.store.clock.now()))
         body = {"apiVersion": t.kind.api_version, "kind": f"{t.kind.kind}List",
                 "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items}
         return render(request, body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import json
 import time
 from collections.abc import Sequence
@@ -11,6 +10,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from wisp import clock
 
 
 def _width() -> int | None:
@@ -39,17 +40,7 @@ def dump(obj: Any, fmt: str) -> None:
 
 def age(timestamp: str | None, now: float | None = None) -> str:
     """`2024-01-01T00:00:00Z` → `5m` / `3h` / `2d`, like kubectl."""
-    if not timestamp:
-        return ""
-    try:
-        then = calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return ""
-    seconds = max(0, int((now or time.time()) - then))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return clock.age(timestamp, time.time() if now is None else now)
 
 
 def condition(obj: dict[str, Any], ctype: str = "Ready") -> dict[str, Any]:

@@ -207,3 +207,20 @@ async def test_cascade_through_api(api: httpx.AsyncClient) -> None:
     assert (await api.get(cfg_path)).status_code == 404
     revs = (await api.get("/apis/serving.knative.dev/v1/namespaces/default/revisions")).json()
     assert revs["items"] == []
+
+
+async def test_kubectl_table_printing(api: httpx.AsyncClient) -> None:
+    await api.post(SVC_PATH, json=service())
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    table = (await api.get(SVC_PATH, headers={"Accept": accept})).json()
+    assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names == ["Name", "URL", "LatestCreated", "LatestReady", "Ready", "Reason", "Age"]
+    row = table["rows"][0]
+    assert row["cells"][0] == "hello" and row["object"]["metadata"]["name"] == "hello"
+    assert row["cells"][1].startswith("http://hello.default.localhost:")
+    assert row["cells"][-1].endswith("s")  # an age like "0s", rendered by the server
+    one = (await api.get(f"{SVC_PATH}/hello", headers={"Accept": accept})).json()
+    assert one["kind"] == "Table" and len(one["rows"]) == 1
+    ns = (await api.get("/api/v1/namespaces", headers={"Accept": accept})).json()
+    assert [c["name"] for c in ns["columnDefinitions"]] == ["Name", "Age"]
