@@ -184,3 +184,22 @@ def test_serve_on_a_taken_port_is_one_clear_line(tmp_path) -> None:  # type: ign
             assert result.returncode != 0
             assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
             assert "Traceback" not in result.stderr
+
+
+def test_bare_command_runs_where_the_user_typed_it(wisp_server: WispServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = tmp_path / "here"
+    app.mkdir()
+    (app / "app.py").write_text(
+        "import os\nfrom http.server import BaseHTTPRequestHandler, HTTPServer\n"
+        "class H(BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = os.getcwd().encode()\n"
+        "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
+        "        self.end_headers(); self.wfile.write(body)\n"
+        "HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n")
+    result = subprocess.run([sys.executable, "-m", "wisp", "service", "create", "here", "--", sys.executable,
+                             "app.py"], cwd=app, env=wisp_server.env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    svc = json.loads(wisp_server.cli("get", "ksvc", "here", "-o", "json").stdout)
+    assert svc["spec"]["template"]["spec"]["containers"][0]["workingDir"] == str(app)
+    assert wisp_server.cli("service", "invoke", "here").stdout == str(app)

@@ -50,6 +50,17 @@ def _flags(image: str | None, env: Multi, env_from: Multi, port: str | None, con
                         untag=untag or [], working_dir=working_dir)
 
 
+def _pin_local_workdir(flags: ServiceFlags, source: Path | None) -> None:
+    """A bare command runs on this machine: resolve its working directory where the user typed it.
+
+    `wisp serve` usually runs elsewhere (another terminal, a service manager), so leaving it unset
+    would run the app in the server's directory, not the user's.
+    """
+    if source is not None or flags.image or flags.command is None:
+        return
+    flags.working_dir = str(Path(flags.working_dir or ".").resolve())
+
+
 def wait_ready(client: Client, ns: str, name: str, timeout: float, verb: str) -> dict[str, Any]:
     """Poll until the Service has caught up with its generation and is Ready (or failed)."""
     deadline = time.monotonic() + timeout
@@ -162,6 +173,7 @@ def service_create(ctx: typer.Context, name: str, image: ImageOpt = None, env: E
     if not flags.image and not flags.command:
         raise CLIError("say what to run: --image IMAGE, or a command after `--`")
     client = Client(STATE.api)
+    _pin_local_workdir(flags, source)
     if source is not None:
         client.get(kinds.lookup("namespaces"), "", namespace)
         _source_image(client, namespace, name, source, flags)
@@ -192,6 +204,7 @@ def service_update(ctx: typer.Context, name: str, image: ImageOpt = None, env: E
     flags = _flags(image, env, env_from, port, concurrency_limit, scale_min, scale_max, annotation, label,
                    revision_name, traffic, tag, untag, cmd, arg, list(ctx.args), workdir)
     client = Client(STATE.api)
+    _pin_local_workdir(flags, source)
     if source is not None:
         if flags.command is None:
             raise CLIError("--source needs the command to run after `--`, e.g. -- python app.py")
