@@ -190,7 +190,7 @@ class Config(_Section):
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"config: cannot read {path}: {exc}") from None
+            raise ConfigError(f"config: cannot read {path}: {' '.join(str(exc).split())}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config: {path} must be a mapping of sections")
         return cls.from_mapping(raw)

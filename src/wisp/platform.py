@@ -89,7 +89,11 @@ class Platform:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the data directory {settings.data_dir}: "
+                               f"{exc.strerror or exc}") from None
         self.store = Store(settings.data_dir / "state.db", clock=self.clock)
         self.store.ensure_namespace("default")
         urls = URLMaker(settings.config.network, settings.ingress[1])
