@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 from starlette.routing import Mount
 
+from wisp.api.kinds import lookup as lookup_kind
 from wisp.apiserver.app import create_app
 from wisp.apiserver.logs import log_routes
 from wisp.build import ImageStore
@@ -35,6 +36,7 @@ from wisp.store import Store
 from wisp.store.watch import WatchEvent
 
 log = logging.getLogger("wisp")
+SINKBINDING = lookup_kind("sinkbindings")
 
 
 class StartupError(Exception):
@@ -143,6 +145,13 @@ class Platform:
             return []
 
         self.controllers.add_kind(DOMAIN_MAPPING, domain_mapping, related)
+
+        def env_sources(event: WatchEvent) -> None:
+            # A SinkBinding's sink is part of its subjects' instance env: roll them when it moves.
+            if event.kind == SINKBINDING.key:
+                self.revisions.refresh_env_soon(event.namespace)
+
+        self.store.subscribe(env_sources)
 
     async def start(self) -> None:
         """Bind both listeners first (so a taken port fails fast and cleanly), then start the rest."""

@@ -22,8 +22,8 @@ from wisp.autoscaler.loop import Autoscaler
 from wisp.autoscaler.scaler import Mode, ScaleResult
 from wisp.autoscaler.window import Stat
 from wisp.build import ImageStore
-from wisp.controllers.base import Context, Key, Obj
-from wisp.controllers.instancespec import SpecError, build_spec
+from wisp.controllers.base import REVISION, Context, Key, Obj
+from wisp.controllers.instancespec import SpecError, build_spec, prefetch_image
 from wisp.controllers.revision import RuntimeReport
 from wisp.dataplane.table import RevisionTarget, RoutingTable
 from wisp.runtime.base import Instance, InstanceSpec, RuntimeBackend
@@ -73,6 +73,9 @@ class RevisionRuntime:
         self.images = images
         self._requeue = requeue
         self._managed: dict[str, _Managed] = {}
+        self._refreshing: set[str] = set()
+        self._refresh_again: set[str] = set()
+        self._refresh_tasks: set[asyncio.Task[None]] = set()
         self._failed: dict[str, SpecError] = {}
         # Zygotes warmed for function revisions, released when the revision goes.
         self._warm: dict[str, tuple[Prewarming, asyncio.Task[bool]]] = {}
@@ -143,7 +146,9 @@ class RevisionRuntime:
 
     async def _start(self, rev: Obj, key: str) -> _Managed:
         grace = self.ctx.config.deployment.termination_grace_period
-        spec, digest = await asyncio.to_thread(build_spec, self.ctx.store, self.images, rev, grace=grace)
+        # Unpacking is slow I/O and runs in a thread; the store is only read on the loop's thread.
+        await asyncio.to_thread(prefetch_image, self.images, rev)
+        spec, digest = build_spec(self.ctx.store, self.images, rev, grace=grace)
         ns, name = rev["metadata"]["namespace"], rev["metadata"]["name"]
         holder: list[_Managed] = []
 
@@ -242,11 +247,61 @@ class RevisionRuntime:
         await self._unwarm(key)
         self.table.remove_revision(key)
 
+    def refresh_env_soon(self, ns: str) -> None:
+        """Something instances read at start (a SinkBinding) changed in `ns`: roll what it affects.
+
+        Coalesced per namespace, so a burst of status writes causes one pass.
+        """
+        if ns in self._refreshing:
+            self._refresh_again.add(ns)
+            return
+        self._refreshing.add(ns)
+        task = asyncio.get_running_loop().create_task(self._refresh_env(ns))
+        self._refresh_tasks.add(task)
+        task.add_done_callback(self._refresh_tasks.discard)
+
+    async def _refresh_env(self, ns: str) -> None:
+        try:
+            while True:
+                self._refresh_again.discard(ns)
+                await self.refresh_env(ns)
+                if ns not in self._refresh_again:
+                    return
+        finally:
+            self._refreshing.discard(ns)
+
+    async def refresh_env(self, ns: str) -> int:
+        """Roll every running revision in `ns` whose instance environment is no longer current.
+
+        Knative gets this by mutating the Deployment (a rolling update); here each supervisor
+        replaces its instances one at a time, never dropping below the ready count. Returns how
+        many revisions were rolled.
+        """
+        rolled = 0
+        for key, managed in list(self._managed.items()):
+            rev_ns, _, name = key.partition("/")
+            rev = self.ctx.store.find(REVISION, rev_ns, name) if rev_ns == ns else None
+            if rev is None or not managed.supervisor.instances:
+                continue
+            try:
+                spec, _ = build_spec(self.ctx.store, self.images, rev,
+                                     grace=self.ctx.config.deployment.termination_grace_period)
+            except SpecError:
+                continue
+            if spec.env != managed.supervisor.spec.env:
+                log.info("%s: environment changed; rolling its instances", key)
+                await managed.supervisor.roll(spec)
+                rolled += 1
+        return rolled
+
     def instances(self, ns: str, name: str) -> list[Instance]:
         managed = self._managed.get(self.key(ns, name))
         return managed.supervisor.instances if managed else []
 
     async def close(self) -> None:
+        for task in list(self._refresh_tasks):
+            task.cancel()
+        await asyncio.gather(*self._refresh_tasks, return_exceptions=True)
         await self.autoscaler.stop()
         async with self._lock:
             managed, self._managed = list(self._managed.values()), {}

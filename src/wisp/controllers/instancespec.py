@@ -62,6 +62,15 @@ def resolve_image(images: ImageStore, image: str, pinned: str | None) -> Resolve
     return ResolvedImage(digest, f"{name}@{digest}", rootfs, config)
 
 
+def prefetch_image(images: ImageStore, rev: Obj) -> None:
+    """Resolve and unpack the revision's image ahead of `build_spec` (slow file I/O, no store access,
+    so it may run in a worker thread while `build_spec` itself stays on the event loop's thread)."""
+    container = ((rev.get("spec") or {}).get("containers") or [{}])[0]
+    if container.get("image"):
+        statuses = (rev.get("status") or {}).get("containerStatuses") or []
+        resolve_image(images, container["image"], statuses[0].get("imageDigest") if statuses else None)
+
+
 def _lookup(store: Store, kind: kinds.Kind, ns: str, name: str, optional: bool) -> Obj | None:
     obj = store.find(kind, ns, name)
     if obj is None and not optional:

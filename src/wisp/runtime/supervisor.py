@@ -111,6 +111,7 @@ class RevisionSupervisor:
         self._ready_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._desired = 0
+        self._surge = 0  # extra instances a rolling replacement runs beside the ones it replaces
         self._scaled = False  # scale() has been called at least once
         self._crashes = 0
         self._next_start_at = 0.0
@@ -208,7 +209,7 @@ class RevisionSupervisor:
                 return
             if self._deadline_expired():
                 self._fail_deadline()
-            target = 0 if self._deadline_failed else self._desired
+            target = 0 if self._deadline_failed else self._desired + self._surge
             excess = len(self._instances) - target
             if excess > 0:
                 for inst in self._pick_victims(list(self._instances.values()), excess):
@@ -229,17 +230,64 @@ class RevisionSupervisor:
 
     # ---- starting and stopping ----------------------------------------------------------------
 
-    async def _start_one(self) -> None:
+    async def _start_one(self) -> Instance | None:
         try:
             inst = await self.backend.start(self.spec, on_change=self._on_instance)
         except Exception as e:
             log.exception("%s/%s: start failed", self.spec.namespace, self.spec.revision)
             self._record_crash(None, 1, [f"wisp: cannot start instance: {e}"])
-            return
+            return None
         if inst.alive:
             self._instances[inst.id] = inst
-        else:  # could not even be spawned (command not found…)
-            self._record_crash(inst, inst.exit_code or 1, inst.last_log_lines(FAILURE_LOG_LINES))
+            return inst
+        # could not even be spawned (command not found…)
+        self._record_crash(inst, inst.exit_code or 1, inst.last_log_lines(FAILURE_LOG_LINES))
+        return None
+
+    # ---- rolling replacement -----------------------------------------------------------------
+
+    async def roll(self, spec: InstanceSpec, ready_timeout: float | None = None) -> bool:
+        """Replace every running instance with one started from `spec`, one at a time.
+
+        Each replacement starts beside the instance it replaces (a surge of one), and the old one
+        leaves rotation (drain, SIGTERM) only once the new one is ready, so capacity never drops.
+        Returns False, keeping the remaining old instances, if a replacement does not get ready in
+        `ready_timeout` (default: the progress deadline).
+        """
+        self.spec = spec
+        timeout = self.progress_deadline if ready_timeout is None else ready_timeout
+        for old in list(self._instances.values()):
+            async with self._lock:
+                if self._closed or old.id not in self._instances:
+                    continue
+                self._surge += 1
+                new = await self._start_one()
+            ok = new is not None and await self._until_ready(new, timeout)
+            async with self._lock:
+                self._surge -= 1
+                retire = old if ok else new
+                if retire is not None and retire.id in self._instances:
+                    self._begin_stop(retire, None)
+            if not ok:
+                log.warning("%s/%s: rolling replacement did not get ready; keeping the old instances",
+                            spec.namespace, spec.revision)
+                return False
+        return True
+
+    async def _until_ready(self, inst: Instance, timeout: float) -> bool:
+        deadline = self.clock.monotonic() + timeout
+        while inst.alive and not inst.ready:
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                return False
+            change = asyncio.ensure_future(inst.next_change())
+            timer = asyncio.ensure_future(self.clock.sleep(left))
+            try:
+                await asyncio.wait({change, timer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                change.cancel()
+                timer.cancel()
+        return inst.ready
 
     def _begin_stop(self, inst: Instance, grace: float | None) -> None:
         """Take the instance out of rotation first (publish), then stop it in the background."""

@@ -305,3 +305,44 @@ async def test_drain_hook_runs_after_leaving_rotation_and_before_stop(
     await asyncio.sleep(0)
     assert events == ["drain i0 endpoints=0", "stop i0"]
     await sup.close(0)
+
+
+async def test_roll_replaces_each_instance_only_after_its_replacement_is_ready(
+        sup: RevisionSupervisor, backend: FakeBackend) -> None:
+    await sup.scale(2)
+    for inst in backend.started:
+        backend.ready(inst)
+    new_spec = InstanceSpec(namespace="default", revision="hello-00001", command=["app"],
+                            env={"K_SINK": "http://sink"}, termination_grace=5)
+    ready_counts: list[int] = []
+    backend.on_stop.append(lambda inst: ready_counts.append(sup.status.ready))
+    roll = asyncio.ensure_future(sup.roll(new_spec, ready_timeout=30))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(backend.started) == 3 and backend.started[2].spec.env == {"K_SINK": "http://sink"}
+    assert backend.stopped == []  # nothing leaves before its replacement is ready
+    backend.ready(backend.started[2])
+    for _ in range(20):
+        await asyncio.sleep(0)
+    backend.ready(backend.started[3])
+    assert await roll is True
+    await asyncio.sleep(0)
+    assert sorted(i.id for i in backend.stopped) == ["i0", "i1"]
+    assert all(count >= 2 for count in ready_counts)  # capacity never dropped below two ready
+    assert {i.spec.env.get("K_SINK") for i in sup.instances} == {"http://sink"}
+    assert (sup.status.desired, sup.status.actual, sup.status.ready) == (2, 2, 2)
+
+
+async def test_roll_keeps_the_old_instance_when_the_replacement_never_gets_ready(
+        sup: RevisionSupervisor, backend: FakeBackend, clock: FakeClock) -> None:
+    await sup.scale(1)
+    backend.ready(backend.started[0])
+    new_spec = InstanceSpec(namespace="default", revision="hello-00001", command=["broken"])
+    roll = asyncio.ensure_future(sup.roll(new_spec, ready_timeout=5))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await clock.advance(6)
+    assert await roll is False
+    await asyncio.sleep(0)
+    assert [i.id for i in backend.stopped] == ["i1"]
+    assert [i.id for i in sup.instances] == ["i0"] and sup.status.ready == 1
