@@ -185,13 +185,20 @@ class ResourceAPI:
             raise BadRequest(f"invalid resourceVersion {since_text!r}")
         timeout = float(request.query_params.get("timeoutSeconds") or 0) or None
         watcher = self.store.watch(t.kind, t.namespace, selector, int(since_text or 0) or None)
-        return StreamingResponse(self._stream(watcher, timeout), media_type="application/json")
+        table = t.kind if wants_table(request.headers.get("accept", "")) else None
+        return StreamingResponse(self._stream(watcher, timeout, table), media_type="application/json")
 
-    async def _stream(self, watcher: Watcher, timeout: float | None) -> AsyncIterator[bytes]:
+    async def _stream(self, watcher: Watcher, timeout: float | None,
+                      table: Kind | None = None) -> AsyncIterator[bytes]:
+        """NDJSON watch events; as one-row Tables when kubectl asked for server-side printing."""
         try:
             async with asyncio.timeout(timeout):
                 while (event := await watcher.next()) is not None:
-                    yield json.dumps(event.wire(), separators=(",", ":")).encode() + b"\n"
+                    wire = event.wire()
+                    if table is not None:
+                        wire["object"] = to_table(table, [event.object], str(event.resource_version),
+                                                  self.store.clock.now())
+                    yield json.dumps(wire, separators=(",", ":")).encode() + b"\n"
                 yield json.dumps({"type": "ERROR", "object": status_body(
                     410, "Expired", "watch closed: the client fell too far behind")}).encode() + b"\n"
         except TimeoutError:

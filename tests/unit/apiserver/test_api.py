@@ -224,3 +224,12 @@ async def test_kubectl_table_printing(api: httpx.AsyncClient) -> None:
     assert one["kind"] == "Table" and len(one["rows"]) == 1
     ns = (await api.get("/api/v1/namespaces", headers={"Accept": accept})).json()
     assert [c["name"] for c in ns["columnDefinitions"]] == ["Name", "Age"]
+
+
+async def test_kubectl_watch_gets_one_row_tables(api: httpx.AsyncClient) -> None:
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    async with api.stream("GET", SVC_PATH, params={"watch": "true"}, headers={"Accept": accept}) as resp:
+        await api.post(SVC_PATH, json=service("watched"))
+        event = json.loads(await asyncio.wait_for(resp.aiter_lines().__anext__(), 2))
+    assert event["type"] == "ADDED" and event["object"]["kind"] == "Table"
+    assert event["object"]["rows"][0]["cells"][0] == "watched"
