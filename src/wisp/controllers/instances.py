@@ -22,6 +22,7 @@ from wisp.autoscaler.loop import Autoscaler
 from wisp.autoscaler.scaler import Mode, ScaleResult
 from wisp.autoscaler.window import Stat
 from wisp.build import ImageStore
+from wisp.config import parse_duration
 from wisp.controllers.base import REVISION, Context, Key, Obj
 from wisp.controllers.instancespec import SpecError, build_spec, prefetch_image
 from wisp.controllers.revision import RuntimeReport
@@ -76,7 +77,6 @@ class RevisionRuntime:
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
         self._refresh_tasks: set[asyncio.Task[None]] = set()
-        self._failed: dict[str, SpecError] = {}
         # Zygotes warmed for function revisions, released when the revision goes.
         self._warm: dict[str, tuple[Prewarming, asyncio.Task[bool]]] = {}
         self._lock = asyncio.Lock()
@@ -197,8 +197,6 @@ class RevisionRuntime:
         return self.backends.get(wanted, self.backend)
 
     def _progress_deadline(self, rev: Obj) -> float:
-        from wisp.config import parse_duration
-
         value = (rev["metadata"].get("annotations") or {}).get("serving.knative.dev/progress-deadline")
         try:
             return parse_duration(value) if value else self.ctx.config.deployment.progress_deadline
