@@ -239,8 +239,8 @@ def encode_result(result: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
     return status, json.dumps(body).encode(), headers or [("content-type", "application/json")]
 
 
-class HandlerAdapter:
-    """ASGI around a plain `handle(request) -> response` function."""
+class _FunctionAdapter:
+    """ASGI around a user function: lifespan declined, only HTTP scopes reach `handle`."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
@@ -250,6 +250,16 @@ class HandlerAdapter:
             return await lifespan_unsupported(receive, send)
         if scope["type"] != "http":
             return None
+        return await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class HandlerAdapter(_FunctionAdapter):
+    """ASGI around a plain `handle(request) -> response` function."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope["method"], scope["path"],
                           parse_qs(scope.get("query_string", b"").decode("latin-1")),
                           scope_headers(scope), await read_body(receive))
@@ -260,17 +270,10 @@ class HandlerAdapter:
         await send_response(send, status, body, headers)
 
 
-class CloudEventAdapter:
+class CloudEventAdapter(_FunctionAdapter):
     """ASGI around `handle(event) -> CloudEvent | None`: binary, structured (and reply) over HTTP."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            return await lifespan_unsupported(receive, send)
-        if scope["type"] != "http":
-            return None
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers, body = scope_headers(scope), await read_body(receive)
         try:
             event = json_payload(from_http(headers.items(), body))
