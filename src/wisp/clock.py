@@ -79,13 +79,18 @@ def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def parse_rfc3339(timestamp: str | None) -> float | None:
+    """Seconds since the epoch for a Kubernetes timestamp (`rfc3339`'s form), None if unreadable."""
+    try:
+        return float(calendar.timegm(time.strptime(timestamp or "", "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
 def age(timestamp: str | None, now: float) -> str:
     """How long ago an RFC 3339 timestamp was, as kubectl prints it: `42s`, `5m`, `3h`, `2d`."""
-    if not timestamp:
-        return ""
-    try:
-        then = calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
+    then = parse_rfc3339(timestamp)
+    if then is None:
         return ""
     seconds = max(0, int(now - then))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

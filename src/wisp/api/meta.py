@@ -9,9 +9,10 @@ references. Everything works on plain wire-form dicts.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from wisp import clock
 
 # -- names --------------------------------------------------------------------------------------------
 
@@ -138,9 +139,7 @@ def config_key_errors(value: str) -> list[str]:
 
 # -- time ---------------------------------------------------------------------------------------------
 
-def rfc3339(ts: float) -> str:
-    """Kubernetes' timestamp form: RFC 3339, UTC, whole seconds (`2024-05-01T12:00:00Z`)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+rfc3339 = clock.rfc3339  # Kubernetes' timestamp form; re-exported because conditions use it
 
 
 # -- owner references ---------------------------------------------------------------------------------

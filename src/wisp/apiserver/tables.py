@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wisp.api.kinds import Kind
+from wisp.api.meta import get_condition
 from wisp.clock import age
 
 Obj = dict[str, Any]
@@ -26,12 +27,7 @@ def _address(obj: Obj) -> str:
 
 
 def _ready(field: str) -> Getter:
-    def get(obj: Obj) -> str:
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == "Ready":
-                return str(cond.get(field, ""))
-        return ""
-    return get
+    return lambda obj: str((get_condition(obj, "Ready") or {}).get(field, ""))
 
 
 def _label(key: str) -> Getter:

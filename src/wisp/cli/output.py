@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wisp import clock
+from wisp.api.meta import get_condition
 
 
 def _width() -> int | None:
@@ -44,10 +45,8 @@ def age(timestamp: str | None, now: float | None = None) -> str:
 
 
 def condition(obj: dict[str, Any], ctype: str = "Ready") -> dict[str, Any]:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ctype:
-            return dict(cond)
-    return {}
+    """A copy of the condition ({} when absent), so callers can `.get` without checks."""
+    return dict(get_condition(obj, ctype) or {})
 
 
 def ready_summary(obj: dict[str, Any]) -> tuple[str, str, str]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import calendar
-import time
 from typing import Any
 
+from wisp.clock import parse_rfc3339
 from wisp.config import GCConfig
 
 Obj = dict[str, Any]
@@ -16,10 +15,7 @@ DISABLED = -1
 
 
 def _ts(text: str | None) -> float:
-    try:
-        return float(calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return 0.0
+    return parse_rfc3339(text) or 0.0
 
 
 def last_active(rev: Obj) -> float:

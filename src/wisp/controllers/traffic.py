@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wisp.api.meta import get_condition
 from wisp.controllers.urls import URLMaker
 
 Obj = dict[str, Any]
@@ -42,10 +43,7 @@ class Resolution:
 
 
 def _ready(obj: Obj) -> str:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("status", "Unknown"))
-    return "Unknown"
+    return str((get_condition(obj, "Ready") or {}).get("status", "Unknown"))
 
 
 def _revision_problem(name: str, rev: Obj | None, route: Obj) -> Resolution | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from wisp.api import kinds
-from wisp.api.meta import ConditionSet
+from wisp.api.meta import ConditionSet, get_condition
 from wisp.clock import Clock
 from wisp.controllers.base import Context, Obj, working_copy
 from wisp.dataplane.local import LocalRequest, LocalResponse
@@ -97,10 +97,7 @@ def channel_status(ctx: Context, obj: Obj, subscribers: list[Obj]) -> Obj:
 
 def _subscriber_status(sub: Obj) -> Obj:
     meta = sub["metadata"]
-    ready = "Unknown"
-    for cond in (sub.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            ready = cond.get("status", "Unknown")
+    ready = (get_condition(sub, "Ready") or {}).get("status", "Unknown")
     return {"uid": meta.get("uid", ""), "observedGeneration": meta.get("generation", 1), "ready": ready}
 
 
